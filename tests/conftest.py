@@ -1,0 +1,61 @@
+"""Shared fixtures: tiny models and tiny images, made on the spot."""
+
+from __future__ import annotations
+
+import io
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from training.backbones import build_model
+from training.bundle import Bundle, Metadata, save_bundle
+
+TINY_SIZE = 32
+
+
+def encode(pixels: np.ndarray, format: str = "PNG", **options) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format=format, **options)
+    return buffer.getvalue()
+
+
+def face_like(seed: int, size: int = 48, fake: bool = False) -> np.ndarray:
+    """A random smooth image; 'fake' ones get a bright checker pattern a tiny model learns."""
+    rng = np.random.default_rng(seed)
+    base = rng.integers(60, 200, size=(size // 8, size // 8, 3), dtype=np.uint8)
+    pixels = np.asarray(Image.fromarray(base).resize((size, size), Image.BILINEAR))
+    if fake:
+        checker = ((np.indices((size, size)).sum(axis=0) % 2) * 60).astype(np.int16)
+        pixels = np.clip(pixels.astype(np.int16) + checker[:, :, None], 0, 255).astype(np.uint8)
+    return pixels
+
+
+@pytest.fixture(scope="session")
+def tiny_model_path(tmp_path_factory):
+    """A saved, untrained tiny-backbone model with metadata: fast to load and run."""
+    path = tmp_path_factory.mktemp("model") / "tiny.keras"
+    model = build_model("tiny", TINY_SIZE)
+    metadata = Metadata(backbone="tiny", image_size=TINY_SIZE, name="tiny-test", version="0.0.1")
+    save_bundle(Bundle(model, metadata), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory):
+    """A 140k-layout folder of small synthetic images, a few per class and split."""
+    root = tmp_path_factory.mktemp("data")
+    seed = 0
+    for split, count in (("train", 12), ("valid", 6), ("test", 6)):
+        for label in ("real", "fake"):
+            folder = root / split / label
+            folder.mkdir(parents=True)
+            for index in range(count):
+                seed += 1
+                source = "synth_a" if index % 2 else "synth_b"
+                pixels = face_like(seed, fake=label == "fake")
+                (folder / f"{source}_{seed:04x}.png").write_bytes(encode(pixels))
+    return root

@@ -1,0 +1,169 @@
+"""The classifiers we train: a convolutional base, the original design's head.
+
+Every model takes (N, size, size, 3) float32 RGB in [0, 255] (see
+``training.preprocess``) and normalises it itself, so that each runtime feeds
+the same values. Its output is ``[p_real, p_fake]`` from
+GlobalAveragePooling2D -> Dense(256, relu) -> Dense(2, softmax), the head of
+the original ResNet50 design.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import keras
+from keras import layers, ops
+
+from training.efficientnet_lite import LAST_CONV_LAYER as LITE0_LAST_CONV
+from training.efficientnet_lite import efficientnet_lite0
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+LITE0_IMAGENET = WEIGHTS_DIR / "efficientnet_lite0_imagenet.weights.h5"
+PROBABILITIES_LAYER = "probabilities"
+CLASS_NAMES = ("real", "fake")
+
+
+class BackboneError(ValueError):
+    """An unknown backbone or unusable weights."""
+
+
+@keras.saving.register_keras_serializable(package="aiface")
+class RGBToBGR(layers.Layer):
+    """ResNet50's ImageNet weights expect BGR input."""
+
+    def call(self, inputs):
+        return ops.flip(inputs, axis=-1)
+
+
+@dataclass(frozen=True)
+class Backbone:
+    # (image_size, imagenet) -> base; imagenet=True loads ImageNet weights.
+    build_base: Callable[[int, bool], keras.Model]
+    # Per-channel (mean, variance) of the normalisation in front of the base.
+    mean: tuple[float, float, float]
+    variance: tuple[float, float, float]
+    bgr: bool
+    last_conv_layer: str
+
+
+def _resnet50(image_size: int, imagenet: bool) -> keras.Model:
+    # "imagenet" downloads from the Keras weight store: only for users who are online.
+    return keras.applications.ResNet50(
+        include_top=False,
+        weights="imagenet" if imagenet else None,
+        input_shape=(image_size, image_size, 3),
+    )
+
+
+def _lite0(image_size: int, imagenet: bool) -> keras.Model:
+    base = efficientnet_lite0(image_size)
+    if imagenet:
+        verify_sha256(LITE0_IMAGENET)
+        base.load_weights(LITE0_IMAGENET)
+    return base
+
+
+def _tiny(image_size: int, imagenet: bool) -> keras.Model:
+    if imagenet:
+        raise BackboneError("the tiny backbone has no ImageNet weights; use --weights none")
+    inputs = keras.Input((image_size, image_size, 3))
+    x = inputs
+    for index, filters in enumerate((8, 16)):
+        x = layers.Conv2D(filters, 3, strides=2, padding="same", use_bias=False, name=f"conv{index}")(x)
+        x = layers.BatchNormalization(name=f"bn{index}")(x)
+        x = layers.ReLU(name=f"relu{index}")(x)
+    return keras.Model(inputs, x, name="tiny")
+
+
+BACKBONES = {
+    "efficientnet_lite0": Backbone(
+        build_base=_lite0,
+        # ImageNet statistics, which the PyTorch weights were trained with.
+        mean=(0.485 * 255, 0.456 * 255, 0.406 * 255),
+        variance=((0.229 * 255) ** 2, (0.224 * 255) ** 2, (0.225 * 255) ** 2),
+        bgr=False,
+        last_conv_layer=LITE0_LAST_CONV,
+    ),
+    "resnet50": Backbone(
+        build_base=_resnet50,
+        # keras.applications.resnet50.preprocess_input ("caffe" mode), in BGR order.
+        mean=(103.939, 116.779, 123.68),
+        variance=(1.0, 1.0, 1.0),
+        bgr=True,
+        last_conv_layer="conv5_block3_out",
+    ),
+    # A few thousand parameters: for tests and smoke runs, not for use.
+    "tiny": Backbone(
+        build_base=_tiny,
+        mean=(127.5, 127.5, 127.5),
+        variance=(127.5**2, 127.5**2, 127.5**2),
+        bgr=False,
+        last_conv_layer="relu1",
+    ),
+}
+
+
+def get_backbone(name: str) -> Backbone:
+    try:
+        return BACKBONES[name]
+    except KeyError:
+        raise BackboneError(
+            f"unknown backbone {name!r}; choose one of: {', '.join(BACKBONES)}"
+        ) from None
+
+
+def verify_sha256(path: Path) -> None:
+    """Refuse a weights file that is not the one committed with its checksum."""
+    expected_file = path.with_name(path.name + ".sha256")
+    if not path.is_file() or not expected_file.is_file():
+        raise BackboneError(f"weights file {path} or its checksum file is missing")
+    expected = expected_file.read_text().split()[0]
+    actual = hashlib.sha256(path.read_bytes()).hexdigest()
+    if actual != expected:
+        raise BackboneError(f"{path} has SHA-256 {actual}, expected {expected}")
+
+
+def build_model(backbone: str, image_size: int, weights: str | None = None) -> keras.Model:
+    """The full classifier. ``weights``: None, "imagenet", or a base weights file."""
+    spec = get_backbone(backbone)
+    base = spec.build_base(image_size, weights == "imagenet")
+    if weights not in (None, "imagenet"):
+        if not Path(weights).is_file():
+            raise BackboneError(f"weights file {weights} does not exist")
+        base.load_weights(weights)
+    inputs = keras.Input((image_size, image_size, 3), name="image")
+    x = layers.Normalization(mean=spec.mean, variance=spec.variance, name="normalize")(inputs)
+    if spec.bgr:
+        x = RGBToBGR(name="rgb_to_bgr")(x)
+    # training=False keeps the base's BatchNorm in inference mode in both phases.
+    x = base(x, training=False)
+    x = layers.GlobalAveragePooling2D(name="pool")(x)
+    x = layers.Dense(256, activation="relu", name="dense")(x)
+    outputs = layers.Dense(2, activation="softmax", name=PROBABILITIES_LAYER)(x)
+    return keras.Model(inputs, outputs, name=f"aiface_{backbone}")
+
+
+def base_of(model: keras.Model) -> keras.Model:
+    """The convolutional base nested inside a classifier."""
+    return next(layer for layer in model.layers if isinstance(layer, keras.Model))
+
+
+def freeze_base(model: keras.Model) -> None:
+    base_of(model).trainable = False
+
+
+def unfreeze_top(model: keras.Model, fraction: float) -> None:
+    """Unfreeze the top ``fraction`` of the base's layers, BatchNorm excepted.
+
+    Keras 3 was seen updating BatchNorm statistics during fine-tuning even
+    with the base called with training=False; a non-trainable BatchNorm
+    layer always runs in inference mode.
+    """
+    base = base_of(model)
+    base.trainable = True
+    cut = int(len(base.layers) * (1.0 - fraction))
+    for index, layer in enumerate(base.layers):
+        layer.trainable = index >= cut and not isinstance(layer, layers.BatchNormalization)

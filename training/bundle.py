@@ -1,0 +1,115 @@
+"""A trained model on disk: ``NAME.keras`` and its metadata ``NAME.json``.
+
+The metadata says how to feed the model (backbone, input size,
+preprocessing) and how to read it (calibration temperature, decision
+threshold), so that every runtime reports the same calibrated
+``probability_fake`` and label. The temperature is also folded into the
+final Dense layer when it is fitted (``training.calibration``), so the
+stored network's softmax is already calibrated; the JSON records it for
+users and reports.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import keras
+import numpy as np
+
+# Registers the custom layers before any model is deserialised.
+from training import backbones  # noqa: F401
+
+PREPROCESSING = (
+    "decode, EXIF orientation, 8-bit RGB (alpha over white), centred square crop, "
+    "antialiased triangle resize to image_size, float32 in [0, 255] (training/preprocess.py)"
+)
+
+
+class ModelLoadError(RuntimeError):
+    """A model file that is missing, unreadable or not one of ours."""
+
+
+@dataclass
+class Metadata:
+    backbone: str
+    image_size: int
+    name: str = "aiface"
+    version: str = "0.0.0"
+    temperature: float = 1.0
+    threshold: float = 0.5
+    target_fpr: float | None = None
+    preprocessing: str = PREPROCESSING
+    class_names: tuple[str, ...] = backbones.CLASS_NAMES
+    metrics: dict = field(default_factory=dict)
+    training: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        data = dict(self.__dict__)
+        data["class_names"] = list(self.class_names)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Metadata":
+        known = {key: data[key] for key in cls.__dataclass_fields__ if key in data}
+        known["class_names"] = tuple(known.get("class_names", backbones.CLASS_NAMES))
+        return cls(**known)
+
+
+@dataclass
+class Bundle:
+    model: keras.Model
+    metadata: Metadata
+
+    def predict_fake(self, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
+        """Calibrated P(fake) for a (N, size, size, 3) batch of model inputs."""
+        probabilities = self.model.predict(images, batch_size=batch_size, verbose=0)
+        return probabilities[:, 1].astype(np.float64)
+
+
+def metadata_path(model_path: str | Path) -> Path:
+    return Path(model_path).with_suffix(".json")
+
+
+def save_bundle(bundle: Bundle, path: str | Path, overwrite: bool = False) -> Path:
+    path = Path(path)
+    if path.suffix != ".keras":
+        raise ValueError(f"model path must end in .keras: {path}")
+    if not overwrite and (path.exists() or metadata_path(path).exists()):
+        raise FileExistsError(f"{path} exists; pass overwrite to replace it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    bundle.model.save(path)
+    metadata_path(path).write_text(json.dumps(bundle.metadata.to_json(), indent=2) + "\n")
+    return path
+
+
+def load_bundle(path: str | Path) -> Bundle:
+    """Load a model and its metadata, or raise ModelLoadError saying why not."""
+    path = Path(path)
+    if path.is_dir():
+        candidates = sorted(path.glob("*.keras"))
+        if len(candidates) != 1:
+            raise ModelLoadError(f"{path} must hold exactly one .keras model, found {len(candidates)}")
+        path = candidates[0]
+    if not path.is_file():
+        raise ModelLoadError(f"model file {path} does not exist")
+    meta_file = metadata_path(path)
+    if not meta_file.is_file():
+        raise ModelLoadError(f"model metadata {meta_file} does not exist (it is written beside the .keras file)")
+    try:
+        metadata = Metadata.from_json(json.loads(meta_file.read_text()))
+    except (ValueError, TypeError) as error:
+        raise ModelLoadError(f"model metadata {meta_file} is unreadable: {error}") from None
+    try:
+        model = keras.models.load_model(path, compile=False)
+    except (OSError, ValueError, TypeError, KeyError, zipfile.BadZipFile) as error:
+        raise ModelLoadError(f"model file {path} is corrupt or not a Keras model: {error}") from None
+    expected = (None, metadata.image_size, metadata.image_size, 3)
+    if tuple(model.input_shape) != expected or tuple(model.output_shape) != (None, 2):
+        raise ModelLoadError(
+            f"model {path} takes {model.input_shape} and gives {model.output_shape}; "
+            f"its metadata promises {expected} -> (None, 2)"
+        )
+    return Bundle(model, metadata)
