@@ -1,0 +1,61 @@
+"""The detection service: ``flask --app server run``.
+
+``create_app`` loads the model once, when the app is made, so that a missing
+or broken model stops start-up instead of failing the first request.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from flask import Flask, Request
+from flask_cors import CORS
+
+from server import config as settings
+from server import errors
+from server.api import EXTENSION_KEY, bp
+from server.detector import Detector
+from training.bundle import ModelLoadError
+
+
+class StartupError(RuntimeError):
+    """The service cannot start; the message says what to fix."""
+
+
+class InMemoryRequest(Request):
+    def _get_file_stream(self, total_content_length, content_type, filename=None, content_length=None):
+        # Werkzeug spools uploads over 500 KB to a temporary file; we never
+        # store an upload, and MAX_CONTENT_LENGTH bounds the memory this takes.
+        return io.BytesIO()
+
+
+def create_app(test_config: dict | None = None) -> Flask:
+    app = Flask(__name__, instance_relative_config=True)
+    app.request_class = InMemoryRequest
+    app.config.from_mapping(settings.DEFAULTS)
+    if test_config is None:
+        app.config.from_pyfile("config.py", silent=True)
+        try:
+            app.config.update(settings.from_environment())
+        except settings.ConfigError as error:
+            raise StartupError(f"cannot start the detection service: {error}") from None
+    else:
+        app.config.from_mapping(test_config)
+    settings.normalise(app.config)
+
+    try:
+        app.extensions[EXTENSION_KEY] = Detector.from_config(app.config)
+    except ModelLoadError as error:
+        raise StartupError(
+            f"cannot start the detection service: {error}. Set MODEL_PATH to a model "
+            f"saved by the training package (NAME.keras with NAME.json beside it)."
+        ) from None
+
+    if app.config["ALLOWED_ORIGINS"]:
+        CORS(app, origins=app.config["ALLOWED_ORIGINS"], methods=["GET", "POST"])
+    errors.register(app)
+    app.register_blueprint(bp)
+    return app

@@ -1,0 +1,120 @@
+"""The HTTP API: detection, model description, health and the OpenAPI document."""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+
+from flask import Blueprint, current_app, jsonify, request
+
+from server.detector import Detection, Detector
+from server.errors import ApiError, error_body, image_error_status
+from training.preprocess import ImageError
+
+bp = Blueprint("api", __name__)
+
+OPENAPI_FILE = Path(__file__).parent / "openapi.json"
+EXTENSION_KEY = "aiface_detector"
+
+
+def detector() -> Detector:
+    return current_app.extensions[EXTENSION_KEY]
+
+
+@lru_cache(maxsize=1)
+def openapi_document() -> dict:
+    return json.loads(OPENAPI_FILE.read_text())
+
+
+def _result(detection: Detection) -> dict:
+    metadata = detector().metadata
+    return {
+        "probability_fake": detection.probability_fake,
+        "label": "fake" if detection.probability_fake >= metadata.threshold else "real",
+        "threshold": metadata.threshold,
+        "model": {"name": metadata.name, "version": metadata.version, "backbone": metadata.backbone},
+        "elapsed_ms": round(detection.elapsed_ms, 3),
+        "image": {"width": detection.width, "height": detection.height},
+    }
+
+
+def _unsupported_type() -> ApiError:
+    given = request.mimetype or "none"
+    return ApiError(
+        415,
+        "unsupported_media_type",
+        f"send the image as multipart/form-data field 'image' or as raw bytes with an "
+        f"image/* Content-Type; got Content-Type {given}",
+    )
+
+
+def _uploads() -> list[bytes]:
+    """The uploaded images' bytes, in order; read into memory and never written anywhere."""
+    if request.mimetype == "multipart/form-data":
+        files = request.files.getlist("image")
+        if not files:
+            raise ApiError(400, "missing_image", "no multipart field named 'image' in the request")
+        return [file.read() for file in files]
+    if request.mimetype.startswith("image/"):
+        return [request.get_data(cache=False)]
+    raise _unsupported_type()
+
+
+@bp.post("/v1/detect")
+def detect():
+    uploads = _uploads()
+    if len(uploads) > 1:
+        raise ApiError(400, "too_many_images", "send one 'image' field here, or use /v1/detect/batch")
+    return jsonify(_result(detector().detect(uploads[0])))
+
+
+@bp.post("/v1/detect/batch")
+def detect_batch():
+    if request.mimetype != "multipart/form-data":
+        raise _unsupported_type()
+    uploads = _uploads()
+    limit = current_app.config["MAX_BATCH_IMAGES"]
+    if len(uploads) > limit:
+        raise ApiError(413, "too_many_images", f"{len(uploads)} images sent; at most {limit} per request")
+    results = []
+    for outcome in detector().detect_many(uploads):
+        if isinstance(outcome, ImageError):
+            results.append({**error_body(outcome.code, str(outcome)), "status": image_error_status(outcome)})
+        else:
+            results.append(_result(outcome))
+    return jsonify({"results": results})
+
+
+@bp.get("/healthz")
+def healthz():
+    model = detector()
+    if not model.healthy():
+        return jsonify({**error_body("unhealthy", "the inference thread has stopped"), "status": "error"}), 503
+    metadata = model.metadata
+    return jsonify({"status": "ok", "model": {"name": metadata.name, "version": metadata.version}})
+
+
+@bp.get("/v1/model")
+def model_card():
+    metadata = detector().metadata
+    return jsonify(
+        {
+            "name": metadata.name,
+            "version": metadata.version,
+            "backbone": metadata.backbone,
+            "input_size": metadata.image_size,
+            "preprocessing": metadata.preprocessing,
+            "temperature": metadata.temperature,
+            "threshold": metadata.threshold,
+            "target_fpr": metadata.target_fpr,
+            "class_names": list(metadata.class_names),
+            "metrics": metadata.metrics,
+            "multicrop": current_app.config["MULTICROP"],
+        }
+    )
+
+
+@bp.get("/openapi.json")
+def openapi():
+    return jsonify(openapi_document())

@@ -1,0 +1,54 @@
+"""Every error the service returns is JSON: ``{"error": {"code", "message"}}``."""
+
+from __future__ import annotations
+
+from flask import Flask, current_app, jsonify
+from werkzeug.exceptions import HTTPException
+
+from server.detector import InferenceTimeout
+from training.preprocess import ImageError
+
+# Every ImageError code is the client's fault; only its size problem is not a 400.
+IMAGE_ERROR_STATUS = {"too_large": 413}
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def error_body(code: str, message: str) -> dict:
+    return {"error": {"code": code, "message": message}}
+
+
+def image_error_status(error: ImageError) -> int:
+    return IMAGE_ERROR_STATUS.get(error.code, 400)
+
+
+def register(app: Flask) -> None:
+    @app.errorhandler(ApiError)
+    def _api_error(error: ApiError):
+        return jsonify(error_body(error.code, error.message)), error.status
+
+    @app.errorhandler(ImageError)
+    def _image_error(error: ImageError):
+        return jsonify(error_body(error.code, str(error))), image_error_status(error)
+
+    @app.errorhandler(InferenceTimeout)
+    def _timeout(error: InferenceTimeout):
+        return jsonify(error_body("overloaded", str(error))), 503
+
+    @app.errorhandler(HTTPException)
+    def _http_error(error: HTTPException):
+        code = (error.name or "error").lower().replace(" ", "_")
+        response = jsonify(error_body(code, error.description or error.name))
+        response.status_code = error.code or 500
+        return response
+
+    @app.errorhandler(Exception)
+    def _unexpected(error: Exception):
+        current_app.logger.exception("unhandled error")
+        return jsonify(error_body("internal_error", "the server failed to handle this request")), 500
