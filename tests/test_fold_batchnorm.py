@@ -1,0 +1,62 @@
+"""Folding BatchNorm into convolutions keeps the model's outputs."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+from training.backbones import base_of, build_model
+from training.fold_batchnorm import FoldError, count_batchnorm, fold_batchnorm, verify_folded
+
+
+def _randomise_batchnorm(model: keras.Model, seed: int = 0) -> None:
+    """Non-trivial statistics, so that a wrong fold shows in the outputs."""
+    rng = np.random.default_rng(seed)
+    for layer in base_of(model).layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            gamma, beta, mean, variance = layer.get_weights()
+            layer.set_weights([
+                rng.uniform(0.5, 1.5, gamma.shape),
+                rng.normal(0, 0.2, beta.shape),
+                rng.normal(0, 0.2, mean.shape),
+                rng.uniform(0.5, 2.0, variance.shape),
+            ])
+
+
+@pytest.mark.parametrize("backbone", ["tiny", "efficientnet_lite0"])
+def test_folded_model_matches_original(backbone):
+    model = build_model(backbone, 32)
+    _randomise_batchnorm(model)
+    folded = fold_batchnorm(model)
+
+    assert count_batchnorm(model) > 0
+    assert count_batchnorm(folded) == 0
+    inputs = np.random.default_rng(1).uniform(0, 255, (3, 32, 32, 3)).astype(np.float32)
+    # The base's features, before softmax can hide a difference.
+    expected = base_of(model)(model.get_layer("normalize")(inputs)).numpy()
+    actual = base_of(folded)(folded.get_layer("normalize")(inputs)).numpy()
+    np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-5)
+    assert verify_folded(model, folded) <= 1e-5
+
+
+def test_folded_convolutions_carry_rank1_bias():
+    folded = fold_batchnorm(build_model("efficientnet_lite0", 32))
+    convs = [
+        layer for layer in base_of(folded).layers
+        if isinstance(layer, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D))
+    ]
+    assert convs
+    for layer in convs:
+        assert layer.use_bias and tuple(layer.bias.shape) == (layer.output.shape[-1],)
+
+
+def test_verify_folded_refuses_a_different_model():
+    model = build_model("tiny", 32)
+    other = build_model("tiny", 32)
+    other.get_layer("probabilities").set_weights([
+        np.full((256, 2), 0.5, np.float32) * np.array([1, -1], np.float32), np.zeros(2, np.float32)
+    ])
+    other.get_layer("dense").set_weights([np.ones((16, 256), np.float32), np.ones(256, np.float32)])
+    with pytest.raises(FoldError, match="changed the outputs"):
+        verify_folded(model, other)

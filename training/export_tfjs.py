@@ -1,0 +1,158 @@
+"""Convert a model bundle to a TF.js graph model for the browser extension.
+
+    python -m training.export_tfjs MODEL OUT_DIR [--quantize none|float16|uint8] [--overwrite]
+
+Keras 3 "layers" models do not load in TF.js 4.22, so the model goes
+Keras -> SavedModel -> TF.js graph model. BatchNorm is folded into the
+convolutions first (``training.fold_batchnorm``), which is what lets the
+graph run in the WASM backend. ``metadata.json`` beside ``model.json``
+carries what the extension needs to feed and read the model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from training.bundle import Bundle, ModelLoadError, load_bundle  # noqa: E402
+from training.fold_batchnorm import FoldError, fold_batchnorm, verify_folded  # noqa: E402
+
+QUANTIZATIONS = {
+    "none": None,
+    "float16": {"float16": "*"},
+    "uint8": {"uint8": "*"},
+}
+# A quarter of float32's size; its cost in probability is measured by
+# benchmarks/quantization_cost.py (README, "Browser extension").
+DEFAULT_QUANTIZATION = "uint8"
+# Everything the converter and this module write; --overwrite replaces a
+# folder holding only these, never anything else.
+OUTPUT_FILES = ("model.json", "metadata.json", "group*-shard*of*.bin")
+FUSED_CONV_OPS = ("_FusedConv2D", "FusedDepthwiseConv2dNative")
+
+
+class ExportError(RuntimeError):
+    """An export that cannot be done; the message says why."""
+
+
+def _converter():
+    # tensorflowjs imports TF Decision Forests, which otherwise prints an
+    # advertisement on stdout.
+    os.environ.setdefault("TFDF_DISABLE_WELCOME_MESSAGE", "1")
+    from tensorflowjs.converters import tf_saved_model_conversion_v2
+
+    return tf_saved_model_conversion_v2
+
+
+def check_out_dir(out_dir: Path, overwrite: bool) -> None:
+    if not out_dir.exists():
+        return
+    if not out_dir.is_dir():
+        raise ExportError(f"{out_dir} exists and is not a folder")
+    contents = list(out_dir.iterdir())
+    if not contents:
+        return
+    if not overwrite:
+        raise ExportError(f"{out_dir} already exists; pass --overwrite to replace it")
+    strangers = [p.name for p in contents if not any(p.match(pattern) for pattern in OUTPUT_FILES)]
+    if strangers:
+        raise ExportError(
+            f"{out_dir} holds files that are not an exported model ({', '.join(sorted(strangers)[:3])}); "
+            "refusing to replace it"
+        )
+
+
+def check_wasm_compatible(model_json: dict) -> None:
+    """Refuse a graph whose fused convolutions carry a bias of rank > 1 (see fold_batchnorm)."""
+    shapes = {
+        weight["name"]: weight["shape"]
+        for group in model_json["weightsManifest"]
+        for weight in group["weights"]
+    }
+    for node in model_json["modelTopology"]["node"]:
+        if node["op"] in FUSED_CONV_OPS and len(node["input"]) > 2:
+            bias_shape = shapes.get(node["input"][2].split(":")[0])
+            if bias_shape is not None and len(bias_shape) != 1:
+                raise ExportError(
+                    f"converted node {node['name']} has a bias of shape {bias_shape}; "
+                    "the WASM backend only runs rank-1 biases"
+                )
+
+
+def tfjs_metadata(bundle: Bundle, quantization: str) -> dict:
+    meta = bundle.metadata
+    return {
+        "name": meta.name,
+        "version": meta.version,
+        "backbone": meta.backbone,
+        "image_size": meta.image_size,
+        "preprocessing": meta.preprocessing,
+        "class_names": list(meta.class_names),
+        "temperature": meta.temperature,
+        "threshold": meta.threshold,
+        "quantization": quantization,
+    }
+
+
+def export_tfjs(model_path: str | Path, out_dir: str | Path, quantize: str = DEFAULT_QUANTIZATION,
+                overwrite: bool = False) -> Path:
+    """Write ``model.json``, its weight shards and ``metadata.json`` into ``out_dir``."""
+    if quantize not in QUANTIZATIONS:
+        raise ExportError(f"unknown quantization {quantize!r}; choose one of: {', '.join(QUANTIZATIONS)}")
+    out_dir = Path(out_dir)
+    check_out_dir(out_dir, overwrite)
+    bundle = load_bundle(model_path)
+    folded = fold_batchnorm(bundle.model)
+    verify_folded(bundle.model, folded)
+    converter = _converter()
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out_dir.parent, prefix=f".{out_dir.name}-") as work:
+        saved_model = Path(work) / "saved_model"
+        staged = Path(work) / "tfjs"
+        folded.export(str(saved_model), format="tf_saved_model", verbose=False)
+        converter.convert_tf_saved_model(
+            str(saved_model),
+            str(staged),
+            quantization_dtype_map=QUANTIZATIONS[quantize],
+            # One shard: the extension loads it from its own package, where
+            # fewer, larger files are faster than the default 4 MB pieces.
+            weight_shard_size_bytes=64 * 1024 * 1024,
+        )
+        check_wasm_compatible(json.loads((staged / "model.json").read_text()))
+        (staged / "metadata.json").write_text(json.dumps(tfjs_metadata(bundle, quantize), indent=2) + "\n")
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        shutil.move(str(staged), str(out_dir))
+    return out_dir
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m training.export_tfjs",
+        description="Convert a model bundle (NAME.keras + NAME.json) to a TF.js graph model for the extension.",
+    )
+    parser.add_argument("model", help="the .keras file (its .json metadata beside it) or a folder holding one")
+    parser.add_argument("out_dir", help="folder to write model.json, weights and metadata.json into")
+    parser.add_argument("--quantize", choices=tuple(QUANTIZATIONS), default=DEFAULT_QUANTIZATION,
+                        help=f"weight quantization (default {DEFAULT_QUANTIZATION})")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing exported model in OUT_DIR")
+    args = parser.parse_args(argv)
+    try:
+        out_dir = export_tfjs(args.model, args.out_dir, args.quantize, args.overwrite)
+    except (ExportError, ModelLoadError, FoldError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    size = sum(p.stat().st_size for p in out_dir.iterdir())
+    print(f"wrote {out_dir} ({args.quantize}, {size / 1024:.0f} KiB)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
