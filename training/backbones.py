@@ -81,9 +81,11 @@ def _tiny(image_size: int, imagenet: bool) -> keras.Model:
 BACKBONES = {
     "efficientnet_lite0": Backbone(
         build_base=_lite0,
-        # ImageNet statistics, which the PyTorch weights were trained with.
-        mean=(0.485 * 255, 0.456 * 255, 0.406 * 255),
-        variance=((0.229 * 255) ** 2, (0.224 * 255) ** 2, (0.225 * 255) ** 2),
+        # (x - 127) / 128: the TF Lite models were trained so (the weights are
+        # converted from Google's checkpoint), not with ImageNet mean/std; the
+        # stem's BatchNorm statistics confirm it (training/convert_efficientnet_lite0.py).
+        mean=(127.0, 127.0, 127.0),
+        variance=(128.0**2, 128.0**2, 128.0**2),
         bgr=False,
         last_conv_layer=LITE0_LAST_CONV,
     ),

@@ -1,0 +1,64 @@
+"""The committed EfficientNet-Lite0 ImageNet weights: intact, loadable, and right.
+
+``tests/data/efficientnet_lite0_reference.npz`` was written by
+``python -m training.convert_efficientnet_lite0 build``: scikit-image's
+"chelsea" photo (CC0, Stefan van der Walt) at 224x224 through the project's
+preprocessing, the pooled features and top-5 logits the PyTorch reference
+computed for it, and the ``_fc`` rows of those five classes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from training.backbones import LITE0_IMAGENET, BackboneError, build_model, verify_sha256
+
+REFERENCE = Path(__file__).parent / "data" / "efficientnet_lite0_reference.npz"
+CAT_CLASSES = {281, 282, 285}  # tabby, tiger cat, Egyptian cat
+
+
+@pytest.fixture(scope="module")
+def reference():
+    return dict(np.load(REFERENCE))
+
+
+@pytest.fixture(scope="module")
+def features_model():
+    model = build_model("efficientnet_lite0", 224, weights="imagenet")
+    return keras.Model(model.input, model.get_layer("pool").output)
+
+
+def test_committed_file_matches_its_checksum():
+    expected, name = LITE0_IMAGENET.with_name(LITE0_IMAGENET.name + ".sha256").read_text().split()
+    assert name == LITE0_IMAGENET.name
+    assert hashlib.sha256(LITE0_IMAGENET.read_bytes()).hexdigest() == expected
+
+
+def test_altered_file_is_refused(tmp_path):
+    copy = tmp_path / LITE0_IMAGENET.name
+    data = bytearray(LITE0_IMAGENET.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    copy.write_bytes(bytes(data))
+    copy.with_name(copy.name + ".sha256").write_bytes(
+        LITE0_IMAGENET.with_name(LITE0_IMAGENET.name + ".sha256").read_bytes()
+    )
+    with pytest.raises(BackboneError, match="SHA-256"):
+        verify_sha256(copy)
+
+
+def test_keras_reproduces_pytorch_features_on_a_photo(reference, features_model):
+    features = np.asarray(features_model(reference["pixels"][None].astype(np.float32)))[0]
+    np.testing.assert_allclose(features, reference["features"], atol=1e-3)
+
+
+def test_photo_of_a_cat_is_a_cat(reference, features_model):
+    features = np.asarray(features_model(reference["pixels"][None].astype(np.float32)))[0]
+    logits = features @ reference["fc_kernel"] + reference["fc_bias"]
+    np.testing.assert_allclose(logits, reference["top_logits"], atol=1e-3)
+    assert list(np.argsort(logits)[::-1]) == [0, 1, 2, 3, 4]
+    assert set(reference["top_classes"][:3]) == CAT_CLASSES
