@@ -46,7 +46,7 @@ DEFAULT_TEST_DATA = ROOT / "tests" / "data" / "efficientnet_lite0_reference.npz"
 SIZE = 224
 # The TF Lite models' normalisation (efficientnet/lite/efficientnet_lite_builder.py).
 MEAN, STD = 127.0, 128.0
-# Why each photo must land where it does: ImageNet class ids.
+# The ImageNet classes each photo must land in: top-1 and all within the top-5.
 PHOTOS = {
     "chelsea": {281, 282, 285},  # tabby, tiger cat, Egyptian cat
     "coffee": {967, 968, 504},  # espresso, cup, coffee mug
