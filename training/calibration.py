@@ -1,0 +1,174 @@
+"""Calibration after training: a temperature for honest probabilities, a threshold for a stated false-positive rate.
+
+Temperature scaling divides the logit ``z = log P(fake) - log P(real)`` by
+one number ``T`` fitted on held-out images (``valid``) by minimising the
+negative log-likelihood. For a softmax over two classes, dividing the final
+Dense layer's kernel and bias by ``T`` gives exactly ``sigmoid(z / T)``, so
+``calibrate`` folds ``T`` into the network: every runtime that runs the
+stored model (server, TF.js) reports calibrated probabilities with no extra
+step. The decision threshold is then chosen on the calibrated probabilities
+so that at most ``target_fpr`` of the real faces in ``valid`` are called
+fake: accusing a real person is the costly error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+
+from training import metrics
+from training.backbones import PROBABILITIES_LAYER
+from training.bundle import Bundle
+from training.layout import Example
+from training.scoring import score_examples
+
+# Temperatures searched, as log T: wide enough for any sane network.
+LOG_T_RANGE = (np.log(0.01), np.log(100.0))
+_GRID_POINTS = 161
+_GOLDEN_STEPS = 60
+# Probabilities are clipped this far from 0 and 1 before taking logits.
+_P_EPS = 1e-12
+
+
+def logits_of(p_fake) -> np.ndarray:
+    """``log P(fake) - log P(real)``, taking ``P(real) = 1 - P(fake)``."""
+    p = np.clip(np.asarray(p_fake, dtype=np.float64), _P_EPS, 1.0 - _P_EPS)
+    return np.log(p) - np.log1p(-p)
+
+
+def sigmoid(x) -> np.ndarray:
+    return np.exp(-np.logaddexp(0.0, -np.asarray(x, dtype=np.float64)))
+
+
+def scaled_nll(logits: np.ndarray, labels: np.ndarray, temperature: float) -> float:
+    """Mean negative log-likelihood of ``sigmoid(logits / temperature)``."""
+    signs = np.where(labels == 1, 1.0, -1.0)
+    return float(np.mean(np.logaddexp(0.0, -signs * logits / temperature)))
+
+
+def fit_temperature_to_logits(logits, labels) -> float:
+    """The temperature minimising the NLL of ``sigmoid(logits / T)``.
+
+    The NLL is convex in ``1 / T``, hence unimodal in ``log T``: a coarse grid
+    over ``LOG_T_RANGE`` finds the bracket, golden-section search refines it.
+    Perfectly separated data drive T to the range's lower end; constant
+    logits carry no information and give 1.
+    """
+    logits = np.asarray(logits, dtype=np.float64)
+    labels = np.asarray(labels)
+    if logits.size == 0 or logits.shape != labels.shape:
+        raise ValueError("need logits and labels of equal, non-zero length")
+    if np.all(logits == logits.flat[0]):
+        return 1.0
+
+    def loss(log_t: float) -> float:
+        return scaled_nll(logits, labels, float(np.exp(log_t)))
+
+    grid = np.linspace(*LOG_T_RANGE, _GRID_POINTS)
+    best = int(np.argmin([loss(u) for u in grid]))
+    low, high = grid[max(best - 1, 0)], grid[min(best + 1, grid.size - 1)]
+    ratio = (np.sqrt(5.0) - 1.0) / 2.0
+    a, b = high - ratio * (high - low), low + ratio * (high - low)
+    loss_a, loss_b = loss(a), loss(b)
+    for _ in range(_GOLDEN_STEPS):
+        if loss_a <= loss_b:
+            high, b, loss_b = b, a, loss_a
+            a = high - ratio * (high - low)
+            loss_a = loss(a)
+        else:
+            low, a, loss_a = a, b, loss_b
+            b = low + ratio * (high - low)
+            loss_b = loss(b)
+    return float(np.exp((low + high) / 2.0))
+
+
+def fit_temperature(p_fake, labels) -> float:
+    """Temperature scaling fitted on probabilities (see ``fit_temperature_to_logits``)."""
+    return fit_temperature_to_logits(logits_of(p_fake), labels)
+
+
+def pick_threshold(p_fake, labels, target_fpr: float = 0.01) -> float:
+    """The lowest decision threshold that calls at most ``target_fpr`` of the reals fake.
+
+    An image is called fake iff ``p >= threshold``. Allowing ``k =
+    floor(target_fpr * reals)`` false positives, every threshold above the
+    (k+1)-th highest real score and up to the next higher score makes the
+    same decisions on these images; we return the middle of that interval,
+    so float32 rounding at runtime cannot flip a decision made here. When no
+    score lies above it, the threshold is just above it.
+    """
+    labels, p_fake = metrics.validate(labels, p_fake)
+    if not 0.0 <= target_fpr <= 1.0:
+        raise ValueError(f"target false-positive rate must be in [0, 1], got {target_fpr}")
+    reals = np.sort(p_fake[labels == 0])[::-1]
+    if reals.size == 0:
+        raise ValueError("picking a threshold for a false-positive rate needs real images")
+    allowed = int(np.floor(target_fpr * reals.size + 1e-9))
+    if allowed >= reals.size:
+        return 0.0
+    boundary = reals[allowed]
+    above = p_fake[p_fake > boundary]
+    if above.size:
+        return float((boundary + above.min()) / 2.0)
+    return float(np.nextafter(np.float32(boundary), np.float32(np.inf)))
+
+
+def fold_temperature(model: keras.Model, temperature: float) -> None:
+    """Divide the final Dense layer's kernel and bias by ``temperature``, in place."""
+    if not (np.isfinite(temperature) and temperature > 0):
+        raise ValueError(f"temperature must be a positive number, got {temperature}")
+    layer = model.get_layer(PROBABILITIES_LAYER)
+    kernel, bias = layer.get_weights()
+    layer.set_weights([kernel / temperature, bias / temperature])
+
+
+@dataclass(frozen=True)
+class Calibration:
+    temperature: float  # fitted now; the bundle's metadata holds the product with any earlier one
+    threshold: float
+    target_fpr: float
+    summary: dict
+
+
+def calibrate(
+    bundle: Bundle,
+    examples: list[Example],
+    target_fpr: float = 0.01,
+    batch_size: int = 64,
+    progress: str | None = "calibrate",
+) -> Calibration:
+    """Fit T on ``examples`` (the valid split), fold it into the model, pick the threshold.
+
+    Writes ``temperature``, ``threshold``, ``target_fpr`` and
+    ``metrics["calibration"]`` into ``bundle.metadata``. Calibrating an
+    already calibrated bundle fits the remaining correction and multiplies it
+    in, so the metadata's temperature always refers to the trained network.
+    """
+    scores = score_examples(bundle, examples, batch_size=batch_size, progress=progress)
+    if not scores.examples:
+        raise ValueError("no readable images to calibrate on")
+    labels = scores.labels
+    temperature = fit_temperature_to_logits(scores.logits, labels)
+    fold_temperature(bundle.model, temperature)
+    calibrated = sigmoid(scores.logits / temperature)
+    threshold = pick_threshold(calibrated, labels, target_fpr)
+    at_threshold = metrics.summary(labels, calibrated, threshold)
+    summary = {
+        "images": int(labels.size),
+        "skipped": len(scores.skipped),
+        "fitted_temperature": temperature,
+        "log_loss_before": metrics.log_loss(labels, scores.p_fake),
+        "log_loss_after": at_threshold["log_loss"],
+        "ece_before": metrics.expected_calibration_error(labels, scores.p_fake),
+        "ece_after": at_threshold["ece"],
+        "false_positive_rate": at_threshold["false_positive_rate"],
+        "recall_fake": at_threshold["recall_fake"],
+    }
+    metadata = bundle.metadata
+    metadata.temperature = float(metadata.temperature * temperature)
+    metadata.threshold = threshold
+    metadata.target_fpr = float(target_fpr)
+    metadata.metrics["calibration"] = summary
+    return Calibration(temperature, threshold, float(target_fpr), summary)
