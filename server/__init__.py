@@ -11,6 +11,7 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import click
 from flask import Flask, Request
 from flask_cors import CORS
 
@@ -21,8 +22,12 @@ from server.detector import Detector
 from training.bundle import ModelLoadError
 
 
-class StartupError(RuntimeError):
-    """The service cannot start; the message says what to fix."""
+class StartupError(click.ClickException):
+    """The service cannot start; the message says what to fix.
+
+    A ClickException, so that ``flask run`` prints it as one line and exits
+    with status 1 instead of showing a traceback.
+    """
 
 
 class InMemoryRequest(Request):

@@ -1,0 +1,126 @@
+"""Micro-batching and multi-crop scoring, without HTTP."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from conftest import encode, face_like
+from server import create_app, multicrop
+from server.batcher import MicroBatcher
+from training.preprocess import to_model_input
+
+
+class GatedModel:
+    """Sums each input; the first call blocks until released, so requests pile up."""
+
+    def __init__(self):
+        self.batch_sizes: list[int] = []
+        self.started = threading.Event()
+        self.release = threading.Event()
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        self.batch_sizes.append(len(batch))
+        if len(self.batch_sizes) == 1:
+            self.started.set()
+            assert self.release.wait(timeout=30)
+        return batch.reshape(len(batch), -1).sum(axis=1)
+
+
+def test_waiting_requests_share_one_forward_pass():
+    model = GatedModel()
+    batcher = MicroBatcher(model, max_batch_size=16, window_ms=0)
+    first = batcher.submit(np.full((2, 2, 3), 1.0))
+    assert model.started.wait(timeout=30)
+    rest = [batcher.submit(np.full((2, 2, 3), float(value))) for value in range(2, 7)]
+    model.release.set()
+    assert first.result(timeout=30) == 12.0
+    assert [future.result(timeout=30) for future in rest] == [24.0, 36.0, 48.0, 60.0, 72.0]
+    assert model.batch_sizes == [1, 5]
+
+
+def test_batches_never_exceed_the_maximum():
+    model = GatedModel()
+    batcher = MicroBatcher(model, max_batch_size=2, window_ms=0)
+    futures = [batcher.submit(np.zeros((1, 1, 3)))]
+    assert model.started.wait(timeout=30)
+    futures += [batcher.submit(np.zeros((1, 1, 3))) for _ in range(5)]
+    model.release.set()
+    assert [future.result(timeout=30) for future in futures] == [0.0] * 6
+    assert model.batch_sizes == [1, 2, 2, 1]
+
+
+def test_a_failing_batch_fails_its_requests_and_the_next_one_succeeds():
+    calls = []
+
+    def flaky(batch):
+        calls.append(len(batch))
+        if len(calls) == 1:
+            raise RuntimeError("out of memory")
+        return np.full(len(batch), 0.25)
+
+    batcher = MicroBatcher(flaky, window_ms=0)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        batcher.submit(np.zeros((1, 1, 3))).result(timeout=30)
+    assert batcher.submit(np.zeros((1, 1, 3))).result(timeout=30) == 0.25
+    assert batcher.healthy()
+
+
+def test_concurrent_requests_get_their_own_scores(tiny_model_path):
+    app = create_app({"MODEL_PATH": str(tiny_model_path), "BATCH_WINDOW_MS": 20})
+    detector = app.extensions["aiface_detector"]
+    uploads = [encode(face_like(seed)) for seed in range(8)]
+    expected = [detector.bundle.predict_fake(to_model_input(face_like(seed), 32)[None])[0] for seed in range(8)]
+    results = [None] * 8
+
+    def score(index):
+        results[index] = detector.detect(uploads[index]).probability_fake
+
+    threads = [threading.Thread(target=score, args=(index,)) for index in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert results == pytest.approx(expected, abs=1e-6)
+
+
+def test_naive_mode_scores_the_same(tiny_model_path):
+    batched = create_app({"MODEL_PATH": str(tiny_model_path)}).extensions["aiface_detector"]
+    naive = create_app({"MODEL_PATH": str(tiny_model_path), "MICRO_BATCHING": False}).extensions["aiface_detector"]
+    data = encode(face_like(11))
+    assert naive.detect(data).probability_fake == pytest.approx(batched.detect(data).probability_fake, abs=1e-6)
+
+
+# --- multi-crop --------------------------------------------------------------
+
+
+def test_crops_are_native_pixels_spread_over_the_centred_square():
+    pixels = np.random.default_rng(0).integers(0, 256, (100, 140, 3), dtype=np.uint8)
+    crops = multicrop.crop_inputs(pixels, 32, grid=3)
+    assert len(crops) == 9
+    square = pixels[:, 20:120]  # the centred 100 x 100 square
+    np.testing.assert_array_equal(crops[0], square[:32, :32])
+    np.testing.assert_array_equal(crops[4], square[34:66, 34:66])
+    np.testing.assert_array_equal(crops[8], square[68:, 68:])
+
+
+def test_combine_weighs_the_whole_image_as_much_as_all_crops():
+    assert multicrop.combine([0.3]) == 0.3
+    assert multicrop.combine([0.5, 0.5, 0.5]) == pytest.approx(0.5)
+    # logit(0.8) = -logit(0.2): the whole and the crops cancel out.
+    assert multicrop.combine([0.8, 0.2, 0.2, 0.2]) == pytest.approx(0.5)
+    assert multicrop.combine([0.5, 0.9, 0.9]) == pytest.approx(0.75)
+
+
+def test_multicrop_scores_large_images_only(tiny_model_path):
+    app = create_app({"MODEL_PATH": str(tiny_model_path), "MULTICROP": True, "MULTICROP_GRID": 2})
+    detector = app.extensions["aiface_detector"]
+    bundle = detector.bundle
+    large = face_like(5, size=96)  # 3 x the 32 px input
+    expected = multicrop.combine(list(bundle.predict_fake(np.stack(multicrop.model_inputs(large, 32, 2)))))
+    assert detector.detect(encode(large)).probability_fake == pytest.approx(expected, abs=1e-6)
+    small = face_like(5, size=48)  # under 2 x the input: downscaled only
+    plain = bundle.predict_fake(to_model_input(small, 32)[None])[0]
+    assert detector.detect(encode(small)).probability_fake == pytest.approx(plain, abs=1e-6)
