@@ -28,8 +28,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 
 # Skipping unreadable files leaves the epoch length unknown to Keras, which
-# then warns at the end of every epoch that the data "ran out".
+# then warns at the end of every epoch that the data "ran out"; and the
+# tf.data pipeline shuffles itself, which Keras also warns about.
 warnings.filterwarnings("ignore", message="Your input ran out of data")
+warnings.filterwarnings("ignore", message="`shuffle=True` was passed")
 
 from training import backbones  # noqa: E402
 from training.bundle import Bundle, Metadata, ModelLoadError, save_bundle  # noqa: E402
@@ -195,7 +197,9 @@ def train(args: argparse.Namespace) -> Path:
         compile_for(model, args.lr)
 
     callbacks = [Checkpoint(out, settings, skips), keras.callbacks.CSVLogger(out / HISTORY, append=True)]
-    fit = dict(validation_data=valid_data, class_weight=weights, callbacks=callbacks, verbose=2)
+    # A progress bar on a terminal, one line per epoch in a log file.
+    verbose = 1 if sys.stdout.isatty() else 2
+    fit = dict(validation_data=valid_data, class_weight=weights, callbacks=callbacks, verbose=verbose)
     if start < args.head_epochs:
         model.fit(train_data, epochs=args.head_epochs, initial_epoch=start, **fit)
         start = args.head_epochs
