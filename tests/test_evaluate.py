@@ -1,0 +1,108 @@
+"""`python -m training.evaluate` end to end on a tiny model and a tiny data set."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import encode, face_like
+from training.evaluate import main
+from training.launder import downscale, jpeg_recompress, launder
+
+
+@pytest.fixture(scope="module")
+def data_with_140k(tiny_dataset, tmp_path_factory):
+    """The tiny data set plus a few 140k-sample images of both classes and one corrupt file."""
+    root = tmp_path_factory.mktemp("data140k") / "data"
+    shutil.copytree(tiny_dataset, root)
+    for index, label in enumerate(("real", "fake", "real", "fake")):
+        pixels = face_like(100 + index, fake=label == "fake")
+        (root / "test" / label / f"zoya_140k_subset_{index:04x}.png").write_bytes(encode(pixels))
+    (root / "test" / "real" / "synth_a_broken.png").write_bytes(encode(face_like(200))[:60])
+    return root
+
+
+@pytest.fixture(scope="module")
+def report_dir(tiny_model_path, data_with_140k, tmp_path_factory):
+    out = tmp_path_factory.mktemp("reports") / "report"
+    assert main([str(tiny_model_path), str(data_with_140k), "--split", "test", "--out", str(out), "--batch-size", "5"]) == 0
+    return out
+
+
+def test_report_files_and_contents(report_dir):
+    assert {path.name for path in report_dir.iterdir()} == {"report.json", "report.md", "roc.png", "reliability.png"}
+    report = json.loads((report_dir / "report.json").read_text())
+    overall = report["overall"]
+    assert overall["images"] == 16 and overall["real"] == 8 and overall["fake"] == 8
+    for key in ("accuracy", "balanced_accuracy", "roc_auc", "average_precision", "ece"):
+        assert 0.0 <= overall[key] <= 1.0
+    assert overall["log_loss"] > 0
+    assert sum(overall["confusion"].values()) == 16
+    assert overall["threshold"] == report["model"]["threshold"] == 0.5
+    assert set(report["per_source"]) == {"synth_a", "synth_b", "zoya_140k_subset"}
+    assert report["per_source"]["synth_a"]["images"] == 6  # its corrupt seventh file is skipped
+    assert report["subset_140k"]["images"] == 4 and report["subset_140k"]["roc_auc"] is not None
+    assert report["other_sources"]["images"] == 12
+    assert [item["path"].endswith("synth_a_broken.png") for item in report["data"]["skipped"]] == [True]
+    assert set(report["robustness"]) == {
+        "jpeg_90", "jpeg_70", "jpeg_50", "jpeg_30", "downscale_128", "downscale_64", "laundered",
+    }
+    assert all(entry["images"] == 16 for entry in report["robustness"].values())
+    assert sum(entry["count"] for entry in report["reliability_bins"]) == 16
+    text = (report_dir / "report.md").read_text()
+    assert "zoya_140k_subset" in text and "JPEG quality 30" in text and "synth_a_broken.png" in text
+    assert (report_dir / "roc.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_refuses_to_overwrite_a_report(report_dir, tiny_model_path, data_with_140k, capsys):
+    before = (report_dir / "report.json").read_text()
+    args = [str(tiny_model_path), str(data_with_140k), "--out", str(report_dir), "--no-sweep"]
+    assert main(args) == 1
+    assert "--overwrite" in capsys.readouterr().err
+    assert (report_dir / "report.json").read_text() == before
+    assert main([*args, "--overwrite", "--launder", "fake"]) == 0
+    report = json.loads((report_dir / "report.json").read_text())
+    assert report["data"]["launder"] == "fake" and report["robustness"] is None
+
+
+def test_missing_model_is_one_clear_line(tmp_path, data_with_140k, capsys):
+    assert main([str(tmp_path / "nope.keras"), str(data_with_140k), "--out", str(tmp_path / "r")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: model file") and "does not exist" in err and "\n" not in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_empty_folder_is_one_clear_line(tmp_path, tiny_model_path, capsys):
+    (tmp_path / "empty" / "test" / "real").mkdir(parents=True)
+    (tmp_path / "empty" / "test" / "fake").mkdir(parents=True)
+    assert main([str(tiny_model_path), str(tmp_path / "empty"), "--out", str(tmp_path / "r")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "holds no images" in err and "\n" not in err
+
+
+def test_command_line_exit_status(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "training.evaluate", str(tmp_path / "m.keras"), str(tmp_path), "--out", str(tmp_path / "r")],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1].startswith("error: ")
+
+
+def test_laundering_transforms():
+    pixels = face_like(3, size=256, fake=True)
+    assert downscale(pixels, 128).shape == (128, 128, 3)
+    assert downscale(pixels[:, :200], 64).shape == (64, 50, 3)
+    assert downscale(pixels, 512) is pixels
+    laundered = launder(pixels)
+    assert laundered.shape == (128, 128, 3) and laundered.dtype == np.uint8
+    # Low quality loses more of the checker pattern than high quality.
+    error_90 = np.abs(jpeg_recompress(pixels, 90).astype(int) - pixels).mean()
+    error_30 = np.abs(jpeg_recompress(pixels, 30).astype(int) - pixels).mean()
+    assert 0 < error_90 < error_30
+    with pytest.raises(ValueError, match="quality"):
+        jpeg_recompress(pixels, 0)
