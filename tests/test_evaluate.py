@@ -60,7 +60,7 @@ def test_report_files_and_contents(report_dir):
 def test_refuses_to_overwrite_a_report(report_dir, tiny_model_path, data_with_140k, capsys):
     before = (report_dir / "report.json").read_text()
     args = [str(tiny_model_path), str(data_with_140k), "--out", str(report_dir), "--no-sweep"]
-    assert main(args) == 1
+    assert main(args) == 2
     assert "--overwrite" in capsys.readouterr().err
     assert (report_dir / "report.json").read_text() == before
     assert main([*args, "--overwrite", "--launder", "fake"]) == 0
@@ -69,7 +69,7 @@ def test_refuses_to_overwrite_a_report(report_dir, tiny_model_path, data_with_14
 
 
 def test_missing_model_is_one_clear_line(tmp_path, data_with_140k, capsys):
-    assert main([str(tmp_path / "nope.keras"), str(data_with_140k), "--out", str(tmp_path / "r")]) == 1
+    assert main([str(tmp_path / "nope.keras"), str(data_with_140k), "--out", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: model file") and "does not exist" in err and "\n" not in err
     assert not (tmp_path / "r").exists()
@@ -78,7 +78,7 @@ def test_missing_model_is_one_clear_line(tmp_path, data_with_140k, capsys):
 def test_empty_folder_is_one_clear_line(tmp_path, tiny_model_path, capsys):
     (tmp_path / "empty" / "test" / "real").mkdir(parents=True)
     (tmp_path / "empty" / "test" / "fake").mkdir(parents=True)
-    assert main([str(tiny_model_path), str(tmp_path / "empty"), "--out", str(tmp_path / "r")]) == 1
+    assert main([str(tiny_model_path), str(tmp_path / "empty"), "--out", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "holds no images" in err and "\n" not in err
 
@@ -89,7 +89,7 @@ def test_command_line_exit_status(tmp_path):
         capture_output=True,
         text=True,
     )
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("error: ")
 
 

@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         report = evaluate(args)
     except (ModelLoadError, LayoutError, ReportExistsError) as error:
         print(f"error: {error}", file=sys.stderr)
-        return 1
+        return 2
     overall = report["overall"]
     print(
         f"{overall['images']} images: accuracy {overall['accuracy']:.4f}, "
