@@ -1,5 +1,7 @@
 import json
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -119,3 +121,23 @@ def test_augmentation_is_reproducible_and_keeps_type():
     second = augment(pixels, np.random.default_rng(5))
     assert first.dtype == np.uint8 and first.ndim == 3 and first.shape[2] == 3
     assert np.array_equal(first, second)
+
+
+MIRRORED = """
+import sys
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from training.train import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_mirrored_training_on_two_logical_cpus(tmp_path, tiny_dataset):
+    out = tmp_path / "mirrored"
+    argv = [str(tiny_dataset), "--backbone", "tiny", "--image-size", "32", "--batch-size", "8",
+            "--epochs", "2", "--strategy", "mirrored", "--out", str(out)]
+    result = subprocess.run([sys.executable, "-c", MIRRORED, *argv], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "2 replica(s)" in result.stderr
+    assert load_bundle(out / "model.keras").metadata.training["epochs"] == 2

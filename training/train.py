@@ -37,6 +37,7 @@ from training import backbones  # noqa: E402
 from training.bundle import Bundle, Metadata, ModelLoadError, save_bundle  # noqa: E402
 from training.calibration import calibrate  # noqa: E402
 from training.augment import AugmentConfig  # noqa: E402
+from training.distribute import STRATEGIES, make_strategy  # noqa: E402
 from training.data import SkipLog, class_weights, make_dataset  # noqa: E402
 from training.layout import Example, LayoutError, find_root, list_split  # noqa: E402
 
@@ -85,6 +86,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--name", default="aiface")
     parser.add_argument("--version", default="0.1.0")
+    parser.add_argument(
+        "--strategy",
+        choices=STRATEGIES,
+        default="default",
+        help="tf.distribute strategy: one device, all local devices, or the workers in TF_CONFIG",
+    )
     parser.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
     parser.add_argument("--overwrite", action="store_true", help="replace an earlier run's files in --out")
     return parser.parse_args(argv)
@@ -179,22 +186,25 @@ def train(args: argparse.Namespace) -> Path:
     )
     valid_data = make_dataset(valid_examples, args.image_size, args.batch_size, training=False, skips=skips)
     weights = class_weights(train_examples)
+    strategy = make_strategy(args.strategy)
     print(
         f"training {args.backbone} at {args.image_size} px on {len(train_examples)} images "
-        f"(class weights {weights}), validating on {len(valid_examples)}",
+        f"(class weights {weights}), validating on {len(valid_examples)}, "
+        f"{strategy.num_replicas_in_sync} replica(s)",
         file=sys.stderr,
     )
 
     start = 0
-    if args.resume:
-        start = json.loads((out / STATE).read_text())["epoch"]
-        model = keras.models.load_model(out / CHECKPOINT)
-        print(f"resuming after epoch {start} from {out / CHECKPOINT}", file=sys.stderr)
-    else:
-        keras.utils.set_random_seed(args.seed)
-        model = backbones.build_model(args.backbone, args.image_size, resolve_weights(args.backbone, args.weights))
-        backbones.freeze_base(model)
-        compile_for(model, args.lr)
+    with strategy.scope():
+        if args.resume:
+            start = json.loads((out / STATE).read_text())["epoch"]
+            model = keras.models.load_model(out / CHECKPOINT)
+            print(f"resuming after epoch {start} from {out / CHECKPOINT}", file=sys.stderr)
+        else:
+            keras.utils.set_random_seed(args.seed)
+            model = backbones.build_model(args.backbone, args.image_size, resolve_weights(args.backbone, args.weights))
+            backbones.freeze_base(model)
+            compile_for(model, args.lr)
 
     callbacks = [Checkpoint(out, settings, skips), keras.callbacks.CSVLogger(out / HISTORY, append=True)]
     # A progress bar on a terminal, one line per epoch in a log file.
@@ -206,8 +216,9 @@ def train(args: argparse.Namespace) -> Path:
     if start < args.epochs:
         # A run resumed inside the fine-tuning phase has its base unfrozen and its optimizer state already.
         if not any(layer.trainable for layer in backbones.base_of(model).layers):
-            backbones.unfreeze_top(model, args.unfreeze)
-            compile_for(model, args.fine_tune_lr)
+            with strategy.scope():
+                backbones.unfreeze_top(model, args.unfreeze)
+                compile_for(model, args.fine_tune_lr)
         model.fit(train_data, epochs=args.epochs, initial_epoch=start, **fit)
 
     # A fresh copy without optimizer state keeps the shipped file small.
