@@ -74,7 +74,7 @@ def balanced_accuracy(labels, p_fake, threshold: float = 0.5) -> float | None:
 
 def _average_ranks(values: np.ndarray) -> np.ndarray:
     """1-based ranks in ascending order; tied values share their mean rank."""
-    unique, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
+    _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
     ends = np.cumsum(counts)
     return ((ends - counts + 1 + ends) / 2.0)[inverse]
 
