@@ -1,0 +1,121 @@
+// Drives the unpacked extension in headless Chromium, as a user would with
+// the context menu, and prints what each check showed on the page.
+//
+//   node test/drive.mjs '{"extensionDir", "chromium", "siteDir", "checks": [{"src", "settings"?}],
+//                         "modelDir"?, "server"?}'
+//
+// Serves siteDir on 127.0.0.1 with one page per check showing <img src=src>
+// (src: a file in siteDir, or a data: URL), right-clicks... almost: native
+// context menus cannot be clicked headless, so it calls the service worker's
+// onContextMenuClick(info, tab), exactly what the menu item calls. A check's
+// settings are stored first ("{origin}" in them stands for the site's URL). With "server" (a JSON body), POST /v1/detect
+// answers it, standing in for the detection service. Prints
+// {"results": [{verdict, attribute, error, text, roundTripMs, uploads}]}
+// as JSON, uploads being the byte sizes posted to /v1/detect for that check.
+import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:http';
+import { tmpdir } from 'node:os';
+import { basename, join } from 'node:path';
+import { chromium } from 'playwright-core';
+
+const options = JSON.parse(process.argv[2]);
+const work = await mkdtemp(join(tmpdir(), 'aiface-drive-'));
+
+// A copy of the extension, optionally with another model, that may read and
+// annotate pages on 127.0.0.1: on a real menu click Chrome grants that
+// (activeTab, and the site access the user allows when asked).
+async function prepareExtension() {
+  const dir = join(work, 'extension');
+  await cp(options.extensionDir, dir, {
+    recursive: true,
+    filter: (source) => !['node_modules', 'test'].includes(basename(source)),
+  });
+  if (options.modelDir) {
+    await rm(join(dir, 'model'), { recursive: true, force: true });
+    await cp(options.modelDir, join(dir, 'model'), { recursive: true });
+  }
+  const manifest = JSON.parse(await readFile(join(dir, 'manifest.json'), 'utf8'));
+  manifest.host_permissions = ['http://127.0.0.1/*'];
+  await writeFile(join(dir, 'manifest.json'), JSON.stringify(manifest));
+  return dir;
+}
+
+let uploads = [];
+
+function serveSite() {
+  const server = createServer(async (request, response) => {
+    const path = decodeURIComponent(new URL(request.url, 'http://x').pathname);
+    if (request.method === 'POST' && path === '/v1/detect' && options.server) {
+      let size = 0;
+      for await (const chunk of request) size += chunk.length;
+      uploads.push(size);
+      response.writeHead(200, { 'Content-Type': 'application/json' }).end(JSON.stringify(options.server));
+      return;
+    }
+    const page = path.match(/^\/page\/(\d+)$/);
+    if (page) {
+      const src = options.checks[Number(page[1])].src.replaceAll('"', '&quot;');
+      response.writeHead(200, { 'Content-Type': 'text/html' }).end(`<!doctype html><img src="${src}" width="200">`);
+      return;
+    }
+    try {
+      const body = await readFile(join(options.siteDir, basename(path)));
+      response.writeHead(200, { 'Content-Type': path.endsWith('.png') ? 'image/png' : 'application/octet-stream' }).end(body);
+    } catch {
+      response.writeHead(404, { 'Content-Type': 'text/plain' }).end('not found');
+    }
+  });
+  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server)));
+}
+
+const server = await serveSite();
+const origin = `http://127.0.0.1:${server.address().port}`;
+// Playwright's own headless mode disables extensions; --headless=new keeps them.
+const context = await chromium.launchPersistentContext(join(work, 'profile'), {
+  executablePath: options.chromium,
+  headless: false,
+  args: [
+    '--headless=new',
+    `--disable-extensions-except=${await prepareExtension()}`,
+    `--load-extension=${join(work, 'extension')}`,
+    '--no-sandbox',
+    '--disable-background-networking',
+    '--disable-component-update',
+    '--disable-sync',
+    '--no-first-run',
+  ],
+});
+try {
+  const worker = context.serviceWorkers()[0] ?? (await context.waitForEvent('serviceworker'));
+  const page = context.pages()[0] ?? (await context.newPage());
+  const results = [];
+  for (const [index, check] of options.checks.entries()) {
+    await worker.evaluate((settings) => chrome.storage.local.set(settings),
+      JSON.parse(JSON.stringify(check.settings ?? {}).replaceAll('{origin}', origin)));
+    uploads = [];
+    await page.goto(`${origin}/page/${index}`);
+    const srcUrl = check.src.startsWith('data:') ? check.src : `${origin}/${check.src}`;
+    const tabId = await worker.evaluate(async () => (await chrome.tabs.query({ active: true, lastFocusedWindow: true }))[0].id);
+    const started = Date.now();
+    const verdict = await worker.evaluate(
+      ({ info, id }) => onContextMenuClick(info, { id }),
+      { info: { menuItemId: 'check-ai-face', mediaType: 'image', srcUrl, pageUrl: page.url(), frameId: 0 }, id: tabId },
+    );
+    const roundTripMs = Date.now() - started;
+    const shown = page.locator('[data-ai-face-verdict], [data-ai-face-error]').first();
+    await shown.waitFor({ state: 'attached', timeout: 10000 });
+    results.push({
+      verdict,
+      roundTripMs,
+      uploads,
+      attribute: await shown.getAttribute('data-ai-face-verdict'),
+      error: await shown.getAttribute('data-ai-face-error'),
+      text: await shown.evaluate((host) => host.shadowRoot.textContent),
+    });
+  }
+  process.stdout.write(`${JSON.stringify({ results })}\n`);
+} finally {
+  await context.close();
+  server.close();
+  await rm(work, { recursive: true, force: true });
+}

@@ -1,0 +1,175 @@
+"""The extension in real headless Chromium: one model, two runtimes.
+
+Each module fixture launches Chromium once (extension/test/drive.mjs) and
+checks several images on a local page through the service worker's
+onContextMenuClick, the function the context-menu item calls.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import encode, face_like
+
+from training.backbones import build_model
+from training.bundle import Bundle, Metadata, load_bundle, save_bundle
+from training.export_tfjs import export_tfjs
+from training.preprocess import preprocess
+
+ROOT = Path(__file__).resolve().parent.parent
+EXTENSION = ROOT / "extension"
+SHIPPED_KERAS = ROOT / "server" / "model" / "aiface.keras"
+# An unquantized conversion runs the same float32 arithmetic in another order.
+UNQUANTIZED_TOLERANCE = 1e-3
+# The most quantization may cost (benchmarks/quantization_cost.py measures it).
+QUANTIZED_TOLERANCE = 0.01
+
+
+def _tool(name: str, fallback: str | None = None) -> str:
+    found = shutil.which(name) or (fallback if fallback and Path(fallback).exists() else None)
+    if found is None:
+        pytest.skip(f"{name} is not installed; `bash .ci/setup --test` installs it")
+    return found
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """node and Chromium, with the extension's npm packages installed and built."""
+    node = _tool("node")
+    chromium = _tool("chromium", "/usr/bin/chromium")
+    npm = _tool("npm")
+    if not (EXTENSION / "node_modules" / "playwright-core").is_dir():
+        subprocess.run([npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=EXTENSION, check=True)
+    if not (EXTENSION / "dist" / "offscreen.js").is_file():
+        subprocess.run([npm, "run", "build", "--silent"], cwd=EXTENSION, check=True)
+    return node, chromium
+
+
+def drive(browser, site: Path, checks: list[dict], **options) -> list[dict]:
+    node, chromium = browser
+    request = {"extensionDir": str(EXTENSION), "chromium": chromium, "siteDir": str(site), "checks": checks, **options}
+    result = subprocess.run(
+        [node, str(EXTENSION / "test" / "drive.mjs"), json.dumps(request)],
+        cwd=EXTENSION, capture_output=True, text=True, timeout=180,
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)["results"]
+
+
+def _trained_tiny_model(size: int):
+    """A few epochs on real and checkered "fake" images: probabilities far apart, BatchNorm statistics non-trivial."""
+    model = build_model("tiny", size)
+    images = np.stack([face_like(seed, size=size, fake=seed % 2 == 1) for seed in range(100, 132)]).astype(np.float32)
+    labels = np.arange(100, 132) % 2
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    model.fit(images, labels, epochs=8, batch_size=8, verbose=0)
+    return model
+
+
+@pytest.fixture(scope="module")
+def tiny_run(browser, tmp_path_factory):
+    """The tiny model converted without quantization, checked on several images."""
+    work = tmp_path_factory.mktemp("extension")
+    size = 32
+    bundle = Bundle(_trained_tiny_model(size), Metadata(backbone="tiny", image_size=size, name="tiny-browser",
+                                                       threshold=0.4))
+    save_bundle(bundle, work / "tiny.keras")
+    export_tfjs(work / "tiny.keras", work / "model", quantize="none")
+    site = work / "site"
+    site.mkdir()
+    faces = [encode(face_like(seed, size=size, fake=seed % 2 == 1)) for seed in (1, 2)]
+    for index, png in enumerate(faces):
+        (site / f"face{index}.png").write_bytes(png)
+    (site / "large.png").write_bytes(encode(face_like(3, size=96)))
+    (site / "notimage.png").write_bytes(b"<html>this is not a picture</html>")
+    (site / "small.png").write_bytes(encode(face_like(4, size=20)))
+    server_on = {"localOnly": False, "serverUrl": "{origin}/", "maxLocalMegapixels": 0.005}
+    checks = [
+        {"src": "face0.png"},
+        {"src": "face1.png"},
+        {"src": "data:image/png;base64," + base64.b64encode(faces[1]).decode()},
+        {"src": "missing.png"},
+        {"src": "notimage.png"},
+        {"src": "small.png"},
+        {"src": "large.png", "settings": {**server_on, "localOnly": True}},
+        {"src": "large.png", "settings": server_on},
+    ]
+    server_answer = {"probability_fake": 0.25, "label": "real", "threshold": 0.5,
+                     "model": {"name": "m", "version": "1", "backbone": "tiny"}, "elapsed_ms": 1.0,
+                     "image": {"width": 96, "height": 96}}
+    results = drive(browser, site, checks, modelDir=str(work / "model"), server=server_answer)
+    expected = bundle.model.predict(np.stack([preprocess(png, size) for png in faces]), verbose=0)[:, 1]
+    return dict(zip(["face0", "face1", "data_url", "missing", "not_image", "small", "large_local_only",
+                     "large_server"], results)), expected, site
+
+
+def test_verdict_matches_keras_for_unquantized_model(tiny_run):
+    results, expected, _ = tiny_run
+    shown = [float(results[name]["attribute"]) for name in ("face0", "face1")]
+    assert abs(expected[0] - expected[1]) > 0.1, "the test images should get clearly different probabilities"
+    np.testing.assert_allclose(shown, expected, atol=UNQUANTIZED_TOLERANCE)
+    verdict = results["face0"]["verdict"]
+    assert verdict["where"] == "local" and verdict["timings"]["backend"] == "wasm"
+    assert verdict["threshold"] == 0.4
+    assert verdict["label"] == ("fake" if verdict["probability"] >= 0.4 else "real")
+    assert "ran locally" in results["face0"]["text"]
+    assert f"{shown[0] * 100:.1f}%" in results["face0"]["text"]
+
+
+def test_data_url_is_checked_like_the_same_file(tiny_run):
+    results, _, _ = tiny_run
+    assert results["data_url"]["attribute"] == results["face1"]["attribute"]
+
+
+@pytest.mark.parametrize("name, code, words", [
+    ("missing", "not_found", "404 Not Found"),
+    ("not_image", "not_image", "not an image"),
+    ("small", "too_small", "20x20 pixels; at least 32 px"),
+])
+def test_unusable_images_get_a_plain_message(tiny_run, name, code, words):
+    result = tiny_run[0][name]
+    assert result["attribute"] is None
+    assert result["error"] == code == result["verdict"]["error"]
+    assert words in result["text"]
+
+
+def test_large_image_stays_local_in_local_only_mode(tiny_run):
+    result = tiny_run[0]["large_local_only"]
+    assert result["error"] == "too_large"
+    assert "96x96 pixels" in result["text"] and "Local-only mode is on" in result["text"]
+    assert result["uploads"] == []
+
+
+def test_large_image_goes_to_the_server_when_allowed(tiny_run):
+    result, site = tiny_run[0]["large_server"], tiny_run[2]
+    assert result["uploads"] and result["uploads"][0] > (site / "large.png").stat().st_size
+    assert result["verdict"]["where"] == "server"
+    assert float(result["attribute"]) == 0.25
+    assert "on server" in result["text"]
+
+
+def test_shipped_model_matches_keras_within_quantization_cost(browser, tmp_path):
+    shipped = json.loads((EXTENSION / "model" / "metadata.json").read_text())
+    if not SHIPPED_KERAS.is_file():
+        pytest.skip(f"{SHIPPED_KERAS.relative_to(ROOT)} is not there yet; extension/model is a placeholder")
+    bundle = load_bundle(SHIPPED_KERAS)
+    if (bundle.metadata.name, bundle.metadata.version) != (shipped["name"], shipped["version"]):
+        pytest.skip(
+            f"extension/model holds {shipped['name']} {shipped['version']}, not {SHIPPED_KERAS.relative_to(ROOT)}; "
+            f"convert it: python -m training.export_tfjs {SHIPPED_KERAS.relative_to(ROOT)} extension/model "
+            f"--quantize {shipped['quantization']} --overwrite"
+        )
+    size = bundle.metadata.image_size
+    pngs = [encode(face_like(seed, size=size, fake=seed % 2 == 1)) for seed in (11, 12)]
+    for index, png in enumerate(pngs):
+        (tmp_path / f"face{index}.png").write_bytes(png)
+    results = drive(browser, tmp_path, [{"src": "face0.png"}, {"src": "face1.png"}])
+    expected = bundle.predict_fake(np.stack([preprocess(png, size) for png in pngs]))
+    shown = [float(result["attribute"]) for result in results]
+    np.testing.assert_allclose(shown, expected, atol=QUANTIZED_TOLERANCE)
