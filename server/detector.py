@@ -7,6 +7,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 
 import numpy as np
+import tensorflow as tf
 
 from server import multicrop
 from server.batcher import MicroBatcher
@@ -40,7 +41,14 @@ class Detector:
             if config["MICRO_BATCHING"]
             else None
         )
-        # Traces the forward pass now, so that the first request is not the slow one.
+        # One trace for every batch size: model.predict_on_batch retraces for
+        # each new batch size it meets, which costs seconds on a real backbone.
+        self._serve = tf.function(
+            lambda batch: bundle.model(batch, training=False),
+            input_signature=[tf.TensorSpec((None, self.size, self.size, 3), tf.float32)],
+            autograph=False,
+        )
+        # Traces it now, so that the first request is not the slow one.
         self._forward(np.zeros((1, self.size, self.size, 3), np.float32))
 
     @classmethod
@@ -55,9 +63,8 @@ class Detector:
         return self._batcher is None or self._batcher.healthy()
 
     def _forward(self, batch: np.ndarray) -> np.ndarray:
-        # predict_on_batch reuses one traced function; model.predict would
-        # build a tf.data pipeline for every call.
-        return np.asarray(self.bundle.model.predict_on_batch(batch))[:, 1].astype(np.float64)
+        # model.predict would build a tf.data pipeline for every call.
+        return self._serve(tf.constant(batch, tf.float32)).numpy()[:, 1].astype(np.float64)
 
     def _predict(self, inputs: list[np.ndarray]) -> list[float]:
         if not inputs:
