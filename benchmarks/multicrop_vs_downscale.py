@@ -35,11 +35,6 @@ from training.layout import list_split
 from training.preprocess import ImageError, load_image
 
 
-def _mean_logit(probabilities: np.ndarray) -> float:
-    p = np.clip(probabilities, 1e-7, 1 - 1e-7)
-    return float(1.0 / (1.0 + np.exp(-np.log(p / (1 - p)).mean())))
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("model", type=Path)
@@ -70,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         p = bundle.predict_fake(np.stack(multicrop.model_inputs(pixels, size, args.grid)))
         labels.append(example.label)
         scores["downscale"].append(p[0])
-        scores["crops"].append(_mean_logit(p[1:]))
+        scores["crops"].append(multicrop.mean_log_odds(p[1:]))
         scores["combined"].append(multicrop.combine(list(p)))
         if args.limit and len(labels) >= args.limit:
             break

@@ -47,6 +47,15 @@ def _logit(p: np.ndarray) -> np.ndarray:
     return np.log(p / (1 - p))
 
 
+def _sigmoid(z: float) -> float:
+    return float(1.0 / (1.0 + np.exp(-z)))
+
+
+def mean_log_odds(probabilities) -> float:
+    """The probability whose log-odds are the mean of the inputs' log-odds."""
+    return _sigmoid(_logit(np.asarray(probabilities, dtype=np.float64)).mean())
+
+
 def combine(probabilities: list[float]) -> float:
     """Whole image and crops weigh half each, averaged as log-odds.
 
@@ -55,8 +64,7 @@ def combine(probabilities: list[float]) -> float:
     the weight keeps the global view (face shape, lighting) as important as
     all the local texture together.
     """
-    whole, crops = probabilities[0], np.asarray(probabilities[1:], dtype=np.float64)
-    if crops.size == 0:
+    whole, crops = probabilities[0], probabilities[1:]
+    if not crops:
         return float(whole)
-    logit = 0.5 * _logit(np.asarray(whole)) + 0.5 * _logit(crops).mean()
-    return float(1.0 / (1.0 + np.exp(-logit)))
+    return _sigmoid(0.5 * _logit(np.float64(whole)) + 0.5 * _logit(mean_log_odds(crops)))

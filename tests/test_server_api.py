@@ -270,6 +270,13 @@ def test_healthz(client):
     assert response.json == {"status": "ok", "model": {"name": "tiny-test", "version": "0.0.1"}}
 
 
+def test_healthz_is_a_503_when_inference_has_stopped(app, monkeypatch):
+    monkeypatch.setattr(app.extensions["aiface_detector"], "healthy", lambda: False)
+    response = app.test_client().get("/healthz")
+    assert response.status_code == 503
+    assert response.json["error"]["code"] == "unhealthy"
+
+
 def test_model_card_reports_metadata_and_metrics(tiny_model_path, tmp_path):
     model = tmp_path / "m.keras"
     shutil.copy(tiny_model_path, model)
