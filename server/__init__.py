@@ -49,7 +49,10 @@ def create_app(test_config: dict | None = None) -> Flask:
             raise StartupError(f"cannot start the detection service: {error}") from None
     else:
         app.config.from_mapping(test_config)
-    settings.normalise(app.config)
+    try:
+        settings.normalise(app.config)
+    except settings.ConfigError as error:
+        raise StartupError(f"cannot start the detection service: {error}") from None
 
     try:
         app.extensions[EXTENSION_KEY] = Detector.from_config(app.config)

@@ -28,13 +28,22 @@ DEFAULTS = {
     "MICRO_BATCHING": True,
     "MAX_BATCH_SIZE": 16,
     "BATCH_WINDOW_MS": 2.0,
+    # Images waiting for the model in one process; past that a request gets
+    # an immediate 503 with Retry-After instead of an ever longer wait.
+    "MAX_QUEUE": 64,
     # A request whose inference has not finished by then gets a 503.
     "INFERENCE_TIMEOUT_S": 30.0,
     # Score crops at native resolution besides the downscaled image (server/multicrop.py).
     "MULTICROP": False,
     "MULTICROP_MIN_FACTOR": 2.0,
     "MULTICROP_GRID": 3,
+    # "local" runs the model in this process; "tfserving" sends each
+    # micro-batch to TensorFlow Serving's REST API at TFSERVING_URL.
+    "MODEL_BACKEND": "local",
+    "TFSERVING_URL": "",
+    "TFSERVING_TIMEOUT_S": 10.0,
 }
+BACKENDS = ("local", "tfserving")
 
 
 def _as_bool(text: str) -> bool:
@@ -59,10 +68,14 @@ PARSERS: dict[str, Callable[[str], object]] = {
     "MICRO_BATCHING": _as_bool,
     "MAX_BATCH_SIZE": int,
     "BATCH_WINDOW_MS": float,
+    "MAX_QUEUE": int,
     "INFERENCE_TIMEOUT_S": float,
     "MULTICROP": _as_bool,
     "MULTICROP_MIN_FACTOR": float,
     "MULTICROP_GRID": int,
+    "MODEL_BACKEND": str,
+    "TFSERVING_URL": str,
+    "TFSERVING_TIMEOUT_S": float,
 }
 
 
@@ -84,6 +97,15 @@ def from_environment(environ: Mapping[str, str] = os.environ) -> dict:
 
 
 def normalise(config: dict) -> None:
-    """Accept a comma-separated string where a list of origins is expected."""
+    """Accept a comma-separated string where a list of origins is expected; refuse unusable settings."""
     origins = config.get("ALLOWED_ORIGINS") or []
     config["ALLOWED_ORIGINS"] = _as_list(origins) if isinstance(origins, str) else list(origins)
+    if config["MODEL_BACKEND"] not in BACKENDS:
+        raise ConfigError(f"MODEL_BACKEND is {config['MODEL_BACKEND']!r}; choose one of: {', '.join(BACKENDS)}")
+    if config["MODEL_BACKEND"] == "tfserving" and not config["TFSERVING_URL"].startswith(("http://", "https://")):
+        raise ConfigError(
+            "MODEL_BACKEND=tfserving needs TFSERVING_URL, the model's REST address, "
+            "e.g. http://tfserving:8501/v1/models/aiface"
+        )
+    if config["MAX_QUEUE"] < 1:
+        raise ConfigError(f"MAX_QUEUE is {config['MAX_QUEUE']}; it must be at least 1")

@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from server import multicrop
 from server.batcher import MicroBatcher
+from server.tfserving import TFServing, load_metadata
 from training.bundle import Bundle, load_bundle
 from training.preprocess import ImageError, load_image, to_model_input
 
@@ -28,31 +29,39 @@ class Detection:
 
 
 class Detector:
-    def __init__(self, bundle: Bundle, config: dict):
+    """Scores uploads with the local ``bundle``, or, given ``remote``, on TF Serving."""
+
+    def __init__(self, bundle: Bundle | None, config: dict, remote: TFServing | None = None):
+        if (bundle is None) == (remote is None):
+            raise ValueError("give a local bundle or a remote backend, not both")
         self.bundle = bundle
-        self.metadata = bundle.metadata
+        self._remote = remote
+        self.metadata = bundle.metadata if bundle is not None else load_metadata(config["MODEL_PATH"])
         self._max_pixels = config["MAX_IMAGE_PIXELS"]
         self._timeout_s = config["INFERENCE_TIMEOUT_S"]
         self._multicrop = config["MULTICROP"]
         self._multicrop_min_factor = config["MULTICROP_MIN_FACTOR"]
         self._multicrop_grid = config["MULTICROP_GRID"]
         self._batcher = (
-            MicroBatcher(self._forward, config["MAX_BATCH_SIZE"], config["BATCH_WINDOW_MS"])
+            MicroBatcher(self._forward, config["MAX_BATCH_SIZE"], config["BATCH_WINDOW_MS"], config["MAX_QUEUE"])
             if config["MICRO_BATCHING"]
             else None
         )
-        # One trace for every batch size: model.predict_on_batch retraces for
-        # each new batch size it meets, which costs seconds on a real backbone.
-        self._serve = tf.function(
-            lambda batch: bundle.model(batch, training=False),
-            input_signature=[tf.TensorSpec((None, self.size, self.size, 3), tf.float32)],
-            autograph=False,
-        )
-        # Traces it now, so that the first request is not the slow one.
-        self._forward(np.zeros((1, self.size, self.size, 3), np.float32))
+        if bundle is not None:
+            # One trace for every batch size: model.predict_on_batch retraces for
+            # each new batch size it meets, which costs seconds on a real backbone.
+            self._serve = tf.function(
+                lambda batch: bundle.model(batch, training=False),
+                input_signature=[tf.TensorSpec((None, self.size, self.size, 3), tf.float32)],
+                autograph=False,
+            )
+            # Traces it now, so that the first request is not the slow one.
+            self._forward(np.zeros((1, self.size, self.size, 3), np.float32))
 
     @classmethod
     def from_config(cls, config: dict) -> "Detector":
+        if config["MODEL_BACKEND"] == "tfserving":
+            return cls(None, config, TFServing(config["TFSERVING_URL"], config["TFSERVING_TIMEOUT_S"]))
         return cls(load_bundle(config["MODEL_PATH"]), config)
 
     @property
@@ -60,9 +69,12 @@ class Detector:
         return self.metadata.image_size
 
     def healthy(self) -> bool:
-        return self._batcher is None or self._batcher.healthy()
+        batcher_ok = self._batcher is None or self._batcher.healthy()
+        return batcher_ok and (self._remote is None or self._remote.available())
 
     def _forward(self, batch: np.ndarray) -> np.ndarray:
+        if self._remote is not None:
+            return self._remote.predict_fake(batch)
         # model.predict would build a tf.data pipeline for every call.
         return self._serve(tf.constant(batch, tf.float32)).numpy()[:, 1].astype(np.float64)
 
@@ -71,11 +83,15 @@ class Detector:
             return []
         if self._batcher is None:
             # The naive way, kept as the benchmark's baseline: a model.predict per request.
-            return [float(p) for p in self.bundle.predict_fake(np.stack(inputs))]
-        futures = [self._batcher.submit(model_input) for model_input in inputs]
+            predict = self._forward if self.bundle is None else self.bundle.predict_fake
+            return [float(p) for p in predict(np.stack(inputs))]
+        # Raises batcher.QueueFull at once when the queue is full (a 503, see server/errors.py).
+        futures = self._batcher.submit_many(inputs)
         try:
             return [future.result(timeout=self._timeout_s) for future in futures]
         except FutureTimeout:
+            for future in futures:
+                future.cancel()  # nobody waits for them any more: no forward pass for them
             raise InferenceTimeout(f"the model did not answer within {self._timeout_s:g} s") from None
 
     def _inputs(self, pixels: np.ndarray) -> list[np.ndarray]:

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import functools
+
 from flask import Flask, current_app, jsonify
 from werkzeug.exceptions import HTTPException
 
+from server.batcher import QueueFull
 from server.detector import InferenceTimeout
+from server.tfserving import BackendUnavailable
 from training.preprocess import ImageError
 
 # Every ImageError code is the client's fault; only its size problem is not a 400.
 IMAGE_ERROR_STATUS = {"too_large": 413}
+# Transient conditions: each is a 503 with this code and a Retry-After header.
+UNAVAILABLE = {InferenceTimeout: "overloaded", QueueFull: "overloaded", BackendUnavailable: "backend_unavailable"}
+RETRY_AFTER_S = 1
 
 
 class ApiError(Exception):
@@ -28,6 +35,10 @@ def image_error_status(error: ImageError) -> int:
     return IMAGE_ERROR_STATUS.get(error.code, 400)
 
 
+def _unavailable(code: str, error: Exception):
+    return jsonify(error_body(code, str(error))), 503, {"Retry-After": str(RETRY_AFTER_S)}
+
+
 def register(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def _api_error(error: ApiError):
@@ -37,9 +48,8 @@ def register(app: Flask) -> None:
     def _image_error(error: ImageError):
         return jsonify(error_body(error.code, str(error))), image_error_status(error)
 
-    @app.errorhandler(InferenceTimeout)
-    def _timeout(error: InferenceTimeout):
-        return jsonify(error_body("overloaded", str(error))), 503
+    for exception, code in UNAVAILABLE.items():
+        app.register_error_handler(exception, functools.partial(_unavailable, code))
 
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException):
