@@ -51,7 +51,7 @@ def browser():
     return node, chromium
 
 
-def drive(browser, site: Path, checks: list[dict], **options) -> list[dict]:
+def drive(browser, site: Path, checks: list[dict], **options) -> dict:
     node, chromium = browser
     request = {"extensionDir": str(EXTENSION), "chromium": chromium, "siteDir": str(site), "checks": checks, **options}
     result = subprocess.run(
@@ -59,7 +59,7 @@ def drive(browser, site: Path, checks: list[dict], **options) -> list[dict]:
         cwd=EXTENSION, capture_output=True, text=True, timeout=180,
     )
     assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)["results"]
+    return json.loads(result.stdout)
 
 
 def _trained_tiny_model(size: int):
@@ -103,14 +103,18 @@ def tiny_run(browser, tmp_path_factory):
     server_answer = {"probability_fake": 0.25, "label": "real", "threshold": 0.5,
                      "model": {"name": "m", "version": "1", "backbone": "tiny"}, "elapsed_ms": 1.0,
                      "image": {"width": 96, "height": 96}}
-    results = drive(browser, site, checks, modelDir=str(work / "model"), server=server_answer)
+    forms = [
+        {"localOnly": True, "serverUrl": "ftp://example.test", "maxLocalMegapixels": 8},
+        {"localOnly": True, "serverUrl": "http://example.test:5000", "maxLocalMegapixels": 8},
+    ]
+    output = drive(browser, site, checks, modelDir=str(work / "model"), server=server_answer, optionsForms=forms)
     expected = bundle.model.predict(np.stack([preprocess(png, size) for png in faces]), verbose=0)[:, 1]
-    return dict(zip(["face0", "face1", "data_url", "missing", "not_image", "small", "large_local_only",
-                     "large_server"], results)), expected, site
+    names = ["face0", "face1", "data_url", "missing", "not_image", "small", "large_local_only", "large_server"]
+    return dict(zip(names, output["results"])), expected, site, output["options"]
 
 
 def test_verdict_matches_keras_for_unquantized_model(tiny_run):
-    results, expected, _ = tiny_run
+    results, expected, *_ = tiny_run
     shown = [float(results[name]["attribute"]) for name in ("face0", "face1")]
     assert abs(expected[0] - expected[1]) > 0.1, "the test images should get clearly different probabilities"
     np.testing.assert_allclose(shown, expected, atol=UNQUANTIZED_TOLERANCE)
@@ -123,7 +127,7 @@ def test_verdict_matches_keras_for_unquantized_model(tiny_run):
 
 
 def test_data_url_is_checked_like_the_same_file(tiny_run):
-    results, _, _ = tiny_run
+    results = tiny_run[0]
     assert results["data_url"]["attribute"] == results["face1"]["attribute"]
 
 
@@ -169,7 +173,17 @@ def test_shipped_model_matches_keras_within_quantization_cost(browser, tmp_path)
     pngs = [encode(face_like(seed, size=size, fake=seed % 2 == 1)) for seed in (11, 12)]
     for index, png in enumerate(pngs):
         (tmp_path / f"face{index}.png").write_bytes(png)
-    results = drive(browser, tmp_path, [{"src": "face0.png"}, {"src": "face1.png"}])
+    results = drive(browser, tmp_path, [{"src": "face0.png"}, {"src": "face1.png"}])["results"]
     expected = bundle.predict_fake(np.stack([preprocess(png, size) for png in pngs]))
     shown = [float(result["attribute"]) for result in results]
     np.testing.assert_allclose(shown, expected, atol=QUANTIZED_TOLERANCE)
+
+
+def test_options_page_shows_threshold_and_saves_settings(tiny_run):
+    page = tiny_run[3]
+    assert "tiny-browser" in page["model"] and "threshold in use 40.0%" in page["model"]
+    refused, saved = page["saved"]
+    assert refused["status"] == "The server URL must start with http:// or https://."
+    assert refused["stored"]["serverUrl"] != "ftp://example.test"  # left as the last check stored it
+    assert saved["status"] == "Saved."
+    assert saved["stored"] == {"localOnly": True, "serverUrl": "http://example.test:5000", "maxLocalMegapixels": 8}

@@ -29,9 +29,11 @@ QUANTIZATIONS = {
     "float16": {"float16": "*"},
     "uint8": {"uint8": "*"},
 }
-# A quarter of float32's size; its cost in probability is measured by
-# benchmarks/quantization_cost.py (README, "Browser extension").
-DEFAULT_QUANTIZATION = "uint8"
+# Half of float32's size, and within 0.01 of Keras; uint8 (one scale per
+# tensor in TF.js) moved probabilities by up to 0.5, probably because kernels
+# with BatchNorm folded in span very different ranges per channel. Measured
+# by benchmarks/quantization_cost.py (README, "Browser extension").
+DEFAULT_QUANTIZATION = "float16"
 # Everything the converter and this module write; --overwrite replaces a
 # folder holding only these, never anything else.
 OUTPUT_FILES = ("model.json", "metadata.json", "group*-shard*of*.bin")

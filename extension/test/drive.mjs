@@ -2,7 +2,7 @@
 // the context menu, and prints what each check showed on the page.
 //
 //   node test/drive.mjs '{"extensionDir", "chromium", "siteDir", "checks": [{"src", "settings"?}],
-//                         "modelDir"?, "server"?}'
+//                         "modelDir"?, "server"?, "optionsForms"?}'
 //
 // Serves siteDir on 127.0.0.1 with one page per check showing <img src=src>
 // (src: a file in siteDir, or a data: URL), right-clicks... almost: native
@@ -12,10 +12,14 @@
 // answers it, standing in for the detection service. Prints
 // {"results": [{verdict, attribute, error, text, roundTripMs, uploads}]}
 // as JSON, uploads being the byte sizes posted to /v1/detect for that check.
+// With "optionsForms" ([{localOnly, serverUrl, maxLocalMegapixels}]), it also
+// fills and saves the options page with each in turn: "options" in the
+// output gives the model line it shows and, per form, the status and what
+// was stored.
 import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
-import { basename, join } from 'node:path';
+import { basename, extname, join } from 'node:path';
 import { chromium } from 'playwright-core';
 
 const options = JSON.parse(process.argv[2]);
@@ -40,6 +44,7 @@ async function prepareExtension() {
   return dir;
 }
 
+const CONTENT_TYPES = { '.png': 'image/png', '.jpg': 'image/jpeg', '.jpeg': 'image/jpeg', '.webp': 'image/webp' };
 let uploads = [];
 
 function serveSite() {
@@ -60,12 +65,29 @@ function serveSite() {
     }
     try {
       const body = await readFile(join(options.siteDir, basename(path)));
-      response.writeHead(200, { 'Content-Type': path.endsWith('.png') ? 'image/png' : 'application/octet-stream' }).end(body);
+      response.writeHead(200, { 'Content-Type': CONTENT_TYPES[extname(path).toLowerCase()] ?? 'application/octet-stream' }).end(body);
     } catch {
       response.writeHead(404, { 'Content-Type': 'text/plain' }).end('not found');
     }
   });
   return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server)));
+}
+
+async function submitOptions(context, worker, forms) {
+  const page = await context.newPage();
+  await page.goto(`chrome-extension://${new URL(worker.url()).host}/options.html`);
+  await page.waitForFunction(() => !document.getElementById('model').textContent.startsWith('Loading'));
+  const saved = [];
+  for (const form of forms) {
+    await page.setChecked('#localOnly', form.localOnly);
+    await page.fill('#serverUrl', form.serverUrl);
+    await page.fill('#maxLocalMegapixels', String(form.maxLocalMegapixels));
+    await page.evaluate(() => { document.getElementById('status').textContent = ''; });
+    await page.click('#save');
+    await page.waitForFunction(() => document.getElementById('status').textContent !== '');
+    saved.push({ status: await page.textContent('#status'), stored: await worker.evaluate(() => chrome.storage.local.get(null)) });
+  }
+  return { model: await page.textContent('#model'), saved };
 }
 
 const server = await serveSite();
@@ -113,7 +135,8 @@ try {
       text: await shown.evaluate((host) => host.shadowRoot.textContent),
     });
   }
-  process.stdout.write(`${JSON.stringify({ results })}\n`);
+  const optionsPage = options.optionsForms ? await submitOptions(context, worker, options.optionsForms) : undefined;
+  process.stdout.write(`${JSON.stringify({ results, options: optionsPage })}\n`);
 } finally {
   await context.close();
   server.close();

@@ -1,0 +1,99 @@
+"""The extension's speed and size: time per image in the offscreen document
+(TF.js on WebAssembly, first call and warm), model download size, bundle size.
+
+    python benchmarks/bench_extension.py [--model-dir extension/model] [--images 20]
+        [--data ../shared/data]
+
+Drives the built extension in headless Chromium (extension/test/drive.mjs)
+on test-split images of the data folder at their original size (synthetic
+512 px images when it is missing), and prints a table. Needs
+`bash .ci/setup --test`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+EXTENSION = ROOT / "extension"
+STAGES = ("decode_ms", "model_load_ms", "preprocess_ms", "inference_ms")
+
+
+def pick_images(data: Path, count: int, site: Path) -> list[str]:
+    from training.layout import LayoutError, list_split
+
+    try:
+        examples = list_split(data, "test")
+    except LayoutError:
+        examples = []
+    names = []
+    if examples:
+        step = len(examples) / count
+        for index in range(count):
+            source = examples[int(index * step)].path
+            names.append(f"{index:03d}{source.suffix}")
+            shutil.copyfile(source, site / names[-1])
+        return names
+    from PIL import Image
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    for index in range(count):
+        names.append(f"{index:03d}.png")
+        Image.fromarray(rng.integers(0, 256, (512, 512, 3), dtype=np.uint8)).save(site / names[-1])
+    return names
+
+
+def kib(paths) -> float:
+    return sum(path.stat().st_size for path in paths if path.is_file()) / 1024
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model-dir", default=str(EXTENSION / "model"), help="converted model to load instead of extension/model")
+    parser.add_argument("--images", type=int, default=20)
+    parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
+    args = parser.parse_args(argv)
+    node, chromium = shutil.which("node"), shutil.which("chromium") or "/usr/bin/chromium"
+    if node is None or not Path(chromium).exists() or not (EXTENSION / "dist" / "offscreen.js").is_file():
+        sys.exit("error: needs node, Chromium and the built extension: run bash .ci/setup --test")
+    model_dir = Path(args.model_dir)
+    metadata = json.loads((model_dir / "metadata.json").read_text())
+
+    with tempfile.TemporaryDirectory() as site:
+        names = pick_images(Path(args.data), args.images, Path(site))
+        request = {"extensionDir": str(EXTENSION), "chromium": chromium, "siteDir": site,
+                   "modelDir": str(model_dir.resolve()), "checks": [{"src": name} for name in names]}
+        result = subprocess.run([node, str(EXTENSION / "test" / "drive.mjs"), json.dumps(request)],
+                                cwd=EXTENSION, capture_output=True, text=True)
+    if result.returncode != 0:
+        sys.exit(f"error: the browser run failed:\n{result.stderr}")
+    results = json.loads(result.stdout)["results"]
+    failed = [r["verdict"] for r in results if "error" in r["verdict"]]
+    if failed:
+        sys.exit(f"error: {len(failed)} images were not checked locally, e.g. {failed[0]}")
+    first, warm = results[0], results[1:]
+    print(f"model {metadata['name']} {metadata['version']} ({metadata['backbone']}, {metadata['image_size']} px, "
+          f"{metadata['quantization']}); {len(results)} images, Chromium {first['verdict']['timings']['backend']} backend")
+    print(f"{'stage (ms)':<22}{'first call':>11}{'warm median':>13}{'warm p90':>10}")
+    for stage in (*STAGES, "roundTripMs"):
+        values = sorted(r["roundTripMs"] if stage == "roundTripMs" else r["verdict"]["timings"][stage] for r in warm)
+        value = first["roundTripMs"] if stage == "roundTripMs" else first["verdict"]["timings"][stage]
+        label = "click to verdict" if stage == "roundTripMs" else stage.removesuffix("_ms")
+        p90 = values[min(len(values) - 1, int(0.9 * len(values)))]
+        print(f"{label:<22}{value:>11.1f}{statistics.median(values):>13.1f}{p90:>10.1f}")
+    dist = EXTENSION / "dist"
+    print(f"model download: {kib(model_dir.iterdir()):.0f} KiB (model.json + weights + metadata.json)")
+    print(f"bundle: {kib(dist.glob('*.js')):.0f} KiB of JavaScript + {kib((dist / 'wasm').iterdir()):.0f} KiB of WebAssembly")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
