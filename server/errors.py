@@ -56,6 +56,10 @@ def register(app: Flask) -> None:
         code = (error.name or "error").lower().replace(" ", "_")
         response = jsonify(error_body(code, error.description or error.name))
         response.status_code = error.code or 500
+        # Keeps the headers the error carries, such as a 405's Allow (RFC 9110).
+        for name, value in error.get_headers():
+            if name.lower() != "content-type":
+                response.headers[name] = value
         return response
 
     @app.errorhandler(Exception)
