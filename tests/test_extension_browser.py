@@ -43,11 +43,10 @@ def browser():
     """node and Chromium, with the extension's npm packages installed and built."""
     node = _tool("node")
     chromium = _tool("chromium", "/usr/bin/chromium")
-    npm = _tool("npm")
     if not (EXTENSION / "node_modules" / "playwright-core").is_dir():
-        subprocess.run([npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=EXTENSION, check=True)
+        subprocess.run([_tool("npm"), "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=EXTENSION, check=True)
     if not (EXTENSION / "dist" / "offscreen.js").is_file():
-        subprocess.run([npm, "run", "build", "--silent"], cwd=EXTENSION, check=True)
+        subprocess.run([_tool("npm"), "run", "build", "--silent"], cwd=EXTENSION, check=True)
     return node, chromium
 
 

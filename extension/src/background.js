@@ -106,7 +106,8 @@ async function fetchImage(url, access) {
     throw new CheckError('not_found', 'The image could not be loaded: the site answered 404 Not Found.');
   }
   if (!response.ok) {
-    throw new CheckError('http_error', `The image could not be loaded: the site answered ${response.status} ${response.statusText}.`.replace(' .', '.'));
+    const status = `${response.status} ${response.statusText}`.trim();
+    throw new CheckError('http_error', `The image could not be loaded: the site answered ${status}.`);
   }
   const blob = await response.blob();
   if (blob.size > MAX_DOWNLOAD_BYTES) {
@@ -181,13 +182,14 @@ async function classifyOnServer(blob, settings) {
 }
 
 async function showOnPage(tabId, frameId, srcUrl, verdict) {
-  try {
-    await chrome.scripting.executeScript({
-      target: { tabId, frameIds: [frameId] },
-      func: showVerdict,
-      args: [srcUrl, verdict],
-    });
-  } catch (error) {
-    console.warn(`AI face check: could not show the verdict on the page: ${error.message}`, verdict);
+  // An image in a frame from another site may be out of reach: the verdict
+  // then shows in the top frame, in a corner.
+  for (const frame of new Set([frameId, 0])) {
+    try {
+      await chrome.scripting.executeScript({ target: { tabId, frameIds: [frame] }, func: showVerdict, args: [srcUrl, verdict] });
+      return;
+    } catch (error) {
+      console.warn(`AI face check: could not show the verdict in frame ${frame}: ${error.message}`, verdict);
+    }
   }
 }
