@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from functools import lru_cache
 from pathlib import Path
@@ -36,7 +37,36 @@ def _result(detection: Detection) -> dict:
         "model": {"name": metadata.name, "version": metadata.version, "backbone": metadata.backbone},
         "elapsed_ms": round(detection.elapsed_ms, 3),
         "image": {"width": detection.width, "height": detection.height},
+        "faces": [
+            {"box": face.box.to_json(), "probability_fake": face.probability_fake} for face in detection.faces
+        ],
+        "scored": detection.scored,
     }
+
+
+def _explanation(detection: Detection) -> dict:
+    explanation = detector().explain(detection)
+    return {
+        "png_base64": base64.b64encode(explanation.png).decode("ascii"),
+        "box": explanation.box.to_json(),
+        "width": explanation.width,
+        "height": explanation.height,
+    }
+
+
+def _explain_requested() -> bool:
+    value = request.args.get("explain", "0").strip().lower()
+    if value not in ("0", "1", "true", "false"):
+        raise ApiError(400, "bad_parameter", f"explain must be 0 or 1, got {value!r}")
+    if value in ("0", "false"):
+        return False
+    if not detector().can_explain:
+        raise ApiError(
+            501,
+            "explanation_unavailable",
+            "explanations need the model in this process; this service forwards to TensorFlow Serving",
+        )
+    return True
 
 
 def _unsupported_type() -> ApiError:
@@ -66,7 +96,12 @@ def detect():
     uploads = _uploads()
     if len(uploads) > 1:
         raise ApiError(400, "too_many_images", "send one 'image' field here, or use /v1/detect/batch")
-    return jsonify(_result(detector().detect(uploads[0])))
+    explain = _explain_requested()
+    detection = detector().detect(uploads[0])
+    result = _result(detection)
+    if explain:
+        result["explanation"] = _explanation(detection)
+    return jsonify(result)
 
 
 @bp.post("/v1/detect/batch")

@@ -37,6 +37,9 @@ DEFAULTS = {
     "MULTICROP": False,
     "MULTICROP_MIN_FACTOR": 2.0,
     "MULTICROP_GRID": 3,
+    # Find faces and score each face's crop (training/faces.py); the whole
+    # image is scored only when no face is found.
+    "FACE_DETECTION": True,
     # "local" runs the model in this process; "tfserving" sends each
     # micro-batch to TensorFlow Serving's REST API at TFSERVING_URL.
     "MODEL_BACKEND": "local",
@@ -73,6 +76,7 @@ PARSERS: dict[str, Callable[[str], object]] = {
     "MULTICROP": _as_bool,
     "MULTICROP_MIN_FACTOR": float,
     "MULTICROP_GRID": int,
+    "FACE_DETECTION": _as_bool,
     "MODEL_BACKEND": str,
     "TFSERVING_URL": str,
     "TFSERVING_TIMEOUT_S": float,

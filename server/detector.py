@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import tensorflow as tf
@@ -13,11 +13,31 @@ from server import multicrop
 from server.batcher import MicroBatcher
 from server.tfserving import TFServing, load_metadata
 from training.bundle import Bundle, load_bundle
+from training.explain import GradCam, render_png
+from training.faces import Box, crop, crop_box, default_finder, whole_image_box
 from training.preprocess import ImageError, load_image, to_model_input
+
+# Largest side of an explanation PNG: the map has 7 x 7 cells, more pixels add
+# nothing but bytes; the client stretches it over its box.
+EXPLANATION_MAX_SIDE = 512
 
 
 class InferenceTimeout(RuntimeError):
     """The model did not answer in time (the service is overloaded)."""
+
+
+@dataclass(frozen=True)
+class ScoredFace:
+    box: Box  # the face as found, in the upright image's pixels
+    probability_fake: float
+
+
+@dataclass(frozen=True)
+class Explanation:
+    png: bytes  # RGBA heat-map, width x height, to be stretched over ``box``
+    box: Box  # the scored region of the image it covers
+    width: int
+    height: int
 
 
 @dataclass(frozen=True)
@@ -26,6 +46,12 @@ class Detection:
     width: int
     height: int
     elapsed_ms: float
+    faces: tuple[ScoredFace, ...] = ()
+    # "faces" when faces were found and scored, else "whole_image".
+    scored: str = "whole_image"
+    # The region whose score is the verdict, and its model input, for explain().
+    region: Box | None = None
+    region_input: np.ndarray | None = field(default=None, repr=False, compare=False)
 
 
 class Detector:
@@ -42,6 +68,8 @@ class Detector:
         self._multicrop = config["MULTICROP"]
         self._multicrop_min_factor = config["MULTICROP_MIN_FACTOR"]
         self._multicrop_grid = config["MULTICROP_GRID"]
+        self._faces = default_finder() if config["FACE_DETECTION"] else None
+        self._gradcam = GradCam(bundle.model) if bundle is not None else None
         self._batcher = (
             MicroBatcher(self._forward, config["MAX_BATCH_SIZE"], config["BATCH_WINDOW_MS"], config["MAX_QUEUE"])
             if config["MICRO_BATCHING"]
@@ -102,6 +130,48 @@ class Detector:
     def _combine(self, probabilities: list[float]) -> float:
         return multicrop.combine(probabilities) if len(probabilities) > 1 else probabilities[0]
 
+    def _regions(self, pixels: np.ndarray) -> list[tuple[Box, Box | None, list[np.ndarray]]]:
+        """(scored region, face box or None, model inputs) for each region to score."""
+        height, width = pixels.shape[:2]
+        faces = self._faces.find(pixels) if self._faces is not None else []
+        if not faces:
+            return [(whole_image_box(width, height), None, self._inputs(pixels))]
+        regions = []
+        for face in faces:
+            box = crop_box(face.box, width, height)
+            regions.append((box, face.box, [to_model_input(crop(pixels, box), self.size)]))
+        return regions
+
+    @property
+    def can_explain(self) -> bool:
+        return self._gradcam is not None
+
+    def explain(self, detection: Detection) -> Explanation:
+        """Grad-CAM of the region that decided ``detection`` (training/explain.py)."""
+        if self._gradcam is None or detection.region_input is None:
+            raise ValueError("explanations need the model in this process")
+        fake = detection.probability_fake >= self.metadata.threshold
+        heatmap = self._gradcam.heatmap(detection.region_input, fake)
+        box = detection.region
+        scale = min(1.0, EXPLANATION_MAX_SIDE / max(box.width, box.height))
+        width, height = max(1, round(box.width * scale)), max(1, round(box.height * scale))
+        return Explanation(render_png(heatmap, width, height), box, width, height)
+
+    def _detection(self, pixels: np.ndarray, regions, probabilities, elapsed_ms: float) -> Detection:
+        scores = [self._combine([next(probabilities) for _ in inputs]) for _, _, inputs in regions]
+        best = int(np.argmax(scores))
+        region, face, inputs = regions[best]
+        return Detection(
+            probability_fake=scores[best],
+            width=int(pixels.shape[1]),
+            height=int(pixels.shape[0]),
+            elapsed_ms=elapsed_ms,
+            faces=tuple(ScoredFace(f, p) for (_, f, _), p in zip(regions, scores) if f is not None),
+            scored="whole_image" if face is None else "faces",
+            region=region,
+            region_input=inputs[0],
+        )
+
     def detect(self, data: bytes) -> Detection:
         """Score encoded image bytes; raises training.preprocess.ImageError for bad input."""
         result = self.detect_many([data])[0]
@@ -112,17 +182,25 @@ class Detector:
     def detect_many(self, uploads: list[bytes]) -> list[Detection | ImageError]:
         """Score several uploads in one go; a bad one yields its ImageError in its place."""
         start = time.perf_counter()
-        prepared: list[tuple[np.ndarray, list[np.ndarray]] | ImageError] = []
+        prepared: list[tuple[np.ndarray, list] | ImageError] = []
         for data in uploads:
             try:
                 pixels = load_image(data, max_pixels=self._max_pixels).pixels
             except ImageError as error:
                 prepared.append(error)
                 continue
-            prepared.append((pixels, self._inputs(pixels)))
+            prepared.append((pixels, self._regions(pixels)))
         # All inputs go to the model together, so a batch upload is one forward pass.
         probabilities = iter(
-            self._predict([x for item in prepared if not isinstance(item, ImageError) for x in item[1]])
+            self._predict(
+                [
+                    x
+                    for item in prepared
+                    if not isinstance(item, ImageError)
+                    for _, _, inputs in item[1]
+                    for x in inputs
+                ]
+            )
         )
         elapsed_ms = (time.perf_counter() - start) * 1000.0
         results: list[Detection | ImageError] = []
@@ -130,13 +208,6 @@ class Detector:
             if isinstance(item, ImageError):
                 results.append(item)
                 continue
-            pixels, inputs = item
-            results.append(
-                Detection(
-                    probability_fake=self._combine([next(probabilities) for _ in inputs]),
-                    width=int(pixels.shape[1]),
-                    height=int(pixels.shape[0]),
-                    elapsed_ms=elapsed_ms,
-                )
-            )
+            pixels, regions = item
+            results.append(self._detection(pixels, regions, probabilities, elapsed_ms))
         return results

@@ -50,7 +50,7 @@ def test_detect_raw_bytes_returns_the_documented_result(client, tiny_model_path)
     response = detect_raw(client, encode(photo()))
     assert response.status_code == 200
     body = response.json
-    assert set(body) == {"probability_fake", "label", "threshold", "model", "elapsed_ms", "image"}
+    assert set(body) == {"probability_fake", "label", "threshold", "model", "elapsed_ms", "image", "faces", "scored"}
     assert 0.0 <= body["probability_fake"] <= 1.0
     assert body["label"] == ("fake" if body["probability_fake"] >= body["threshold"] else "real")
     assert body["model"] == {"name": "tiny-test", "version": "0.0.1", "backbone": "tiny"}
