@@ -61,7 +61,7 @@ async function checkImage(url, access) {
   try {
     local = await classifyLocally(image, settings);
   } catch (error) {
-    local = { ok: false, code: 'local_failed', message: error.message };
+    local = { ok: false, code: 'local_failed', message: `Checking in the browser failed (${error.message}).` };
   }
   if (local.ok) {
     return verdictFrom(local.probability, local.threshold, 'local', local);

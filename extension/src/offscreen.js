@@ -62,7 +62,7 @@ async function decode(bytes, mimeType, maxPixels) {
   if (width * height > maxPixels) {
     bitmap.close();
     return { ok: false, code: 'too_large', width, height,
-      message: `The image is ${width}x${height} pixels, more than the ${(maxPixels / 1e6).toFixed(0)} megapixels checked in the browser.` };
+      message: `The image is ${width}x${height} pixels, more than the ${Number((maxPixels / 1e6).toPrecision(3))} megapixels checked in the browser.` };
   }
   const canvas = new OffscreenCanvas(width, height);
   const context = canvas.getContext('2d', { willReadFrequently: true });
