@@ -40,13 +40,13 @@ def _tool(name: str, fallback: str | None = None) -> str:
 
 @pytest.fixture(scope="module")
 def browser():
-    """node and Chromium, with the extension's npm packages installed and built."""
+    """node and Chromium, with the extension's npm packages installed and the extension built."""
     node = _tool("node")
     chromium = _tool("chromium", "/usr/bin/chromium")
     if not (EXTENSION / "node_modules" / "playwright-core").is_dir():
         subprocess.run([_tool("npm"), "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=EXTENSION, check=True)
-    if not (EXTENSION / "dist" / "offscreen.js").is_file():
-        subprocess.run([_tool("npm"), "run", "build", "--silent"], cwd=EXTENSION, check=True)
+    # Always rebuilt (about a second), so that the tests run the sources as they are.
+    subprocess.run([_tool("npm"), "run", "build", "--silent"], cwd=EXTENSION, check=True)
     return node, chromium
 
 
