@@ -175,3 +175,11 @@ def test_overlay_is_transparent_without_evidence_and_most_opaque_at_the_peak():
     assert alpha[35, 5] == 0
     assert np.unravel_index(np.argmax(alpha), alpha.shape) in {(y, x) for y in (14, 15) for x in (24, 25)}
     assert alpha.max() <= 153  # MAX_ALPHA 0.6 of 255: the photo stays visible under it
+
+
+def test_explain_without_a_local_model_is_a_501(app, monkeypatch):
+    # As with MODEL_BACKEND=tfserving: the model runs elsewhere, there is no gradient to take here.
+    monkeypatch.setattr(app.extensions["aiface_detector"], "_gradcam", None)
+    response = detect(app.test_client(), scene(), "?explain=1")
+    assert response.status_code == 501
+    assert response.json["error"]["code"] == "explanation_unavailable"
