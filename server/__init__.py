@@ -16,7 +16,7 @@ from flask import Flask, Request
 from flask_cors import CORS
 
 from server import config as settings
-from server import errors
+from server import admission, errors
 from server.api import EXTENSION_KEY, bp
 from server.detector import Detector
 from training.bundle import ModelLoadError
@@ -65,5 +65,6 @@ def create_app(test_config: dict | None = None) -> Flask:
     if app.config["ALLOWED_ORIGINS"]:
         CORS(app, origins=app.config["ALLOWED_ORIGINS"], methods=["GET", "POST"])
     errors.register(app)
+    admission.register(app)
     app.register_blueprint(bp)
     return app

@@ -30,7 +30,10 @@ DEFAULTS = {
     "BATCH_WINDOW_MS": 2.0,
     # Images waiting for the model in one process; past that a request gets
     # an immediate 503 with Retry-After instead of an ever longer wait.
-    "MAX_QUEUE": 64,
+    "MAX_QUEUE": 32,
+    # Detection requests handled at once in one process (decoding, face
+    # finding and inference together); the next one gets an immediate 503.
+    "MAX_IN_FLIGHT": 32,
     # A request whose inference has not finished by then gets a 503.
     "INFERENCE_TIMEOUT_S": 30.0,
     # Score crops at native resolution besides the downscaled image (server/multicrop.py).
@@ -72,6 +75,7 @@ PARSERS: dict[str, Callable[[str], object]] = {
     "MAX_BATCH_SIZE": int,
     "BATCH_WINDOW_MS": float,
     "MAX_QUEUE": int,
+    "MAX_IN_FLIGHT": int,
     "INFERENCE_TIMEOUT_S": float,
     "MULTICROP": _as_bool,
     "MULTICROP_MIN_FACTOR": float,
@@ -111,5 +115,6 @@ def normalise(config: dict) -> None:
             "MODEL_BACKEND=tfserving needs TFSERVING_URL, the model's REST address, "
             "e.g. http://tfserving:8501/v1/models/aiface"
         )
-    if config["MAX_QUEUE"] < 1:
-        raise ConfigError(f"MAX_QUEUE is {config['MAX_QUEUE']}; it must be at least 1")
+    for key in ("MAX_QUEUE", "MAX_IN_FLIGHT"):
+        if config[key] < 1:
+            raise ConfigError(f"{key} is {config[key]}; it must be at least 1")

@@ -7,6 +7,7 @@ import functools
 from flask import Flask, current_app, jsonify
 from werkzeug.exceptions import HTTPException
 
+from server.admission import Busy
 from server.batcher import QueueFull
 from server.detector import InferenceTimeout
 from server.tfserving import BackendUnavailable
@@ -15,7 +16,12 @@ from training.preprocess import ImageError
 # Every ImageError code is the client's fault; only its size problem is not a 400.
 IMAGE_ERROR_STATUS = {"too_large": 413}
 # Transient conditions: each is a 503 with this code and a Retry-After header.
-UNAVAILABLE = {InferenceTimeout: "overloaded", QueueFull: "overloaded", BackendUnavailable: "backend_unavailable"}
+UNAVAILABLE = {
+    Busy: "overloaded",
+    QueueFull: "overloaded",
+    InferenceTimeout: "overloaded",
+    BackendUnavailable: "backend_unavailable",
+}
 RETRY_AFTER_S = 1
 
 

@@ -6,6 +6,7 @@ deterministically: no sleeps, no timing.
 
 from __future__ import annotations
 
+import io
 import threading
 
 import numpy as np
@@ -108,3 +109,24 @@ def test_the_api_answers_503_with_retry_after_when_the_queue_is_full(tiny_model_
 def test_max_queue_below_one_stops_start_up(tiny_model_path):
     with pytest.raises(StartupError, match="MAX_QUEUE is 0"):
         create_app({"MODEL_PATH": str(tiny_model_path), "MAX_QUEUE": 0})
+
+
+def test_past_max_in_flight_a_detection_request_gets_503_at_once(tiny_model_path):
+    app = create_app({"MODEL_PATH": str(tiny_model_path), "MAX_IN_FLIGHT": 2})
+    admission = app.extensions["aiface_admission"]
+    client = app.test_client()
+    image = encode(face_like(4))
+    # Two requests being handled (decoding, finding faces or waiting for the model).
+    admission.enter()
+    admission.enter()
+    refused = client.post("/v1/detect", data=image, content_type="image/png")
+    assert refused.status_code == 503
+    assert refused.headers["Retry-After"] == "1"
+    assert refused.json["error"]["code"] == "overloaded"
+    assert "2 detection requests are already being handled (at most 2)" in refused.json["error"]["message"]
+    assert client.post("/v1/detect/batch", data={"image": (io.BytesIO(image), "a.png")}).status_code == 503
+    assert client.get("/healthz").status_code == 200  # never refused
+    admission.leave()
+    assert client.post("/v1/detect", data=image, content_type="image/png").status_code == 200
+    admission.leave()
+    assert admission.in_flight == 0  # every handled request, refused or not, gave its place back
