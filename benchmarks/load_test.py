@@ -2,8 +2,9 @@
 
 Starts ``gunicorn -c server/gunicorn_conf.py`` (as in production) on
 127.0.0.1 and drives ``POST /v1/detect`` with 1, 8 and 32 closed-loop
-keep-alive clients for a fixed time each, then far beyond capacity; prints
-requests/s, p50/p95/p99 latency, errors and the server's peak memory. Then
+keep-alive clients for a fixed time each, then far beyond capacity (clients
+that wait Retry-After after a 503); prints requests/s, p50/p95/p99 latency of
+the scored requests, refusals, errors and the server's peak memory. Then
 checks that memory stays bounded: the workers' resident memory after N
 requests and after 3N.
 
@@ -100,6 +101,10 @@ def drive(port: int, image: bytes, clients: int, seconds: float | None = None, r
                     refused.append(elapsed)
                 else:
                     errors.append(str(response.status))
+            if response.status == 503 and response.getheader("Retry-After"):
+                # As a well-behaved client does; retrying at once would turn
+                # the refusals themselves into the load.
+                time.sleep(min(float(response.getheader("Retry-After")), max(0.0, stop_at - time.monotonic())))
         connection.close()
 
     started = time.perf_counter()

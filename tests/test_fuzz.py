@@ -14,6 +14,7 @@ with more examples per test and a random seed (README, "Reliability and scaling"
 
 from __future__ import annotations
 
+import collections
 import io
 import os
 from datetime import timedelta
@@ -42,6 +43,8 @@ FUZZ = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture],
 )
 IMAGE_CODES = {"not_image", "corrupt", "too_large", "too_small"}
+# Inputs tried per test, printed at the end: the long run's count for the README.
+INPUTS: collections.Counter = collections.Counter()
 # Small enough that a mutated header claiming a huge image is refused before decoding.
 MAX_PIXELS = 4_000_000
 
@@ -108,6 +111,17 @@ def mutated(draw) -> bytes:
 uploads = st.one_of(mutated(), st.binary(max_size=512))
 
 
+@pytest.fixture(scope="module", autouse=True)
+def report_input_count(request):
+    yield
+    plugins = request.config.pluginmanager
+    reporter, capture = plugins.get_plugin("terminalreporter"), plugins.get_plugin("capturemanager")
+    if reporter is not None and capture is not None:
+        parts = ", ".join(f"{name}: {count}" for name, count in sorted(INPUTS.items()))
+        with capture.global_and_fixture_disabled():
+            reporter.write_line(f"\nfuzz inputs: {sum(INPUTS.values())} ({parts})")
+
+
 @pytest.fixture(scope="module")
 def app(tiny_model_path):
     return create_app({"MODEL_PATH": str(tiny_model_path), "MAX_IMAGE_PIXELS": MAX_PIXELS, "BATCH_WINDOW_MS": 0})
@@ -123,6 +137,7 @@ def test_every_seed_file_is_scored(app):
 @FUZZ
 @given(data=uploads)
 def test_decoder_gives_pixels_or_an_image_error(data):
+    INPUTS["decoder"] += 1
     try:
         image = load_image(data, max_pixels=MAX_PIXELS)
     except ImageError as error:
@@ -151,6 +166,7 @@ def _assert_clean(response) -> None:
     | st.text(max_size=40),
 )
 def test_raw_upload_gets_a_score_or_a_clean_4xx(app, data, content_type):
+    INPUTS["raw upload"] += 1
     try:
         response = app.test_client().post("/v1/detect", data=data, headers={"Content-Type": content_type})
     except ValueError:
@@ -163,6 +179,7 @@ def test_raw_upload_gets_a_score_or_a_clean_4xx(app, data, content_type):
 @FUZZ
 @given(files=st.lists(uploads, min_size=0, max_size=5), field=st.sampled_from(["image", "image", "picture"]))
 def test_multipart_batch_gets_scores_or_clean_errors(app, files, field):
+    INPUTS["multipart batch"] += 1
     client = app.test_client()
     form = {field: [(io.BytesIO(data), f"{index}.bin") for index, data in enumerate(files)]}
     response = client.post("/v1/detect/batch", data=form, content_type="multipart/form-data")
@@ -195,4 +212,5 @@ def test_api_conforms_to_its_openapi_document(case):
     # No 5xx, and status codes, headers, content types and bodies as documented.
     # Schema-valid bodies may still be refused: "format: binary" says nothing
     # of whether the bytes are an image of at least 32 px.
+    INPUTS["openapi"] += 1
     case.call_and_validate(excluded_checks=[positive_data_acceptance])
