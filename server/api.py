@@ -124,8 +124,9 @@ def detect_batch():
 @bp.get("/healthz")
 def healthz():
     model = detector()
-    if not model.healthy():
-        return jsonify({**error_body("unhealthy", "the inference thread has stopped"), "status": "error"}), 503
+    problem = model.health_problem()
+    if problem is not None:
+        return jsonify({**error_body("unhealthy", problem), "status": "error"}), 503
     metadata = model.metadata
     return jsonify({"status": "ok", "model": {"name": metadata.name, "version": metadata.version}})
 

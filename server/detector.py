@@ -96,9 +96,16 @@ class Detector:
     def size(self) -> int:
         return self.metadata.image_size
 
+    def health_problem(self) -> str | None:
+        """What keeps this detector from answering, or None when it can."""
+        if self._batcher is not None and not self._batcher.healthy():
+            return "the inference thread has stopped"
+        if self._remote is not None and not self._remote.available():
+            return f"TensorFlow Serving at {self._remote.url} has no version of the model available"
+        return None
+
     def healthy(self) -> bool:
-        batcher_ok = self._batcher is None or self._batcher.healthy()
-        return batcher_ok and (self._remote is None or self._remote.available())
+        return self.health_problem() is None
 
     def _forward(self, batch: np.ndarray) -> np.ndarray:
         if self._remote is not None:

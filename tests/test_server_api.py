@@ -271,10 +271,10 @@ def test_healthz(client):
 
 
 def test_healthz_is_a_503_when_inference_has_stopped(app, monkeypatch):
-    monkeypatch.setattr(app.extensions["aiface_detector"], "healthy", lambda: False)
+    monkeypatch.setattr(app.extensions["aiface_detector"]._batcher, "healthy", lambda: False)
     response = app.test_client().get("/healthz")
     assert response.status_code == 503
-    assert response.json["error"]["code"] == "unhealthy"
+    assert response.json["error"] == {"code": "unhealthy", "message": "the inference thread has stopped"}
 
 
 def test_model_card_reports_metadata_and_metrics(tiny_model_path, tmp_path):

@@ -140,8 +140,10 @@ def test_batch_upload_is_one_predict_call(export_dir, stub):
 
 def test_healthz_follows_tfserving(export_dir, stub):
     assert tfserving_app(export_dir, stub.url).test_client().get("/healthz").status_code == 200
-    down = tfserving_app(export_dir, closed_port_url()).test_client().get("/healthz")
+    url = closed_port_url()
+    down = tfserving_app(export_dir, url).test_client().get("/healthz")
     assert down.status_code == 503
+    assert down.json["error"]["message"] == f"TensorFlow Serving at {url} has no version of the model available"
 
 
 def test_tfserving_down_is_a_503_that_says_so(export_dir):
