@@ -85,8 +85,8 @@ function serverHint(settings) {
 function verdictFrom(probability, threshold, where, size) {
   const label = probability >= threshold ? 'fake' : 'real';
   const band = Math.abs(probability - threshold) < UNCERTAIN_MARGIN ? 'uncertain' : label;
-  const named = label === 'fake' ? 'AI-generated' : 'Real photo';
-  const headline = band === 'uncertain' ? `Uncertain, leans ${named.toLowerCase()}` : named;
+  const headline = band !== 'uncertain' ? (label === 'fake' ? 'AI-generated' : 'Real photo')
+    : `Uncertain, leans ${label === 'fake' ? 'AI-generated' : 'real'}`;
   return { probability, threshold, label, band, headline, where, width: size.width, height: size.height,
     timings: size.timings };
 }
