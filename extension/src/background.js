@@ -26,8 +26,8 @@ chrome.runtime.onInstalled.addListener(() => {
 chrome.contextMenus.onClicked.addListener(onContextMenuClick);
 
 // What the menu item calls; global so that tests can call it the same way.
-// Resolves to the verdict it showed: {probability, label, band, where, ...}
-// or {error, message}.
+// Resolves to the verdict it showed: {probability, label, band, where,
+// scored, faces, explanation?, ...} or {error, message}.
 async function onContextMenuClick(info, tab) {
   // Started before any await: Chrome shows its permission prompt only
   // while the click's user gesture lasts.
@@ -73,7 +73,7 @@ async function checkImage(url, access) {
     throw new CheckError(local.code, `${local.message} ${serverHint(settings)}`);
   }
   const remote = await classifyOnServer(image, settings);
-  return verdictFrom(remote.probability_fake, remote.threshold, 'server', remote.image);
+  return verdictFrom(remote.probability_fake, remote.threshold, 'server', { ...remote, ...remote.image });
 }
 
 function serverHint(settings) {
@@ -82,13 +82,16 @@ function serverHint(settings) {
     : 'No server is set in the options to check it instead.';
 }
 
-function verdictFrom(probability, threshold, where, size) {
+// result: what the offscreen document or the server answered, with the
+// image's width and height, what was scored and the faces found.
+function verdictFrom(probability, threshold, where, result) {
   const label = probability >= threshold ? 'fake' : 'real';
   const band = Math.abs(probability - threshold) < UNCERTAIN_MARGIN ? 'uncertain' : label;
   const headline = band !== 'uncertain' ? (label === 'fake' ? 'AI-generated' : 'Real photo')
     : `Uncertain, leans ${label === 'fake' ? 'AI-generated' : 'real'}`;
-  return { probability, threshold, label, band, headline, where, width: size.width, height: size.height,
-    timings: size.timings };
+  return { probability, threshold, label, band, headline, where, width: result.width, height: result.height,
+    scored: result.scored ?? 'whole_image', faces: result.faces ?? [], explanation: result.explanation,
+    timings: result.timings };
 }
 
 async function fetchImage(url, access) {
@@ -163,8 +166,9 @@ async function ensureOffscreenDocument() {
   await creatingOffscreen;
 }
 
-async function classifyOnServer(blob, settings) {
-  const endpoint = `${settings.serverUrl.trim().replace(/\/+$/, '')}/v1/detect`;
+async function classifyOnServer(blob, settings, explain = true) {
+  // The server alone can explain a verdict: the TF.js graph has no gradients.
+  const endpoint = `${settings.serverUrl.trim().replace(/\/+$/, '')}/v1/detect${explain ? '?explain=1' : ''}`;
   const form = new FormData();
   form.append('image', blob, 'image');
   let response;
@@ -174,6 +178,10 @@ async function classifyOnServer(blob, settings) {
     throw new CheckError('server_unreachable', `The server at ${settings.serverUrl} could not be reached (${error.message}).`);
   }
   const body = await response.json().catch(() => null);
+  // A server that cannot explain (TF Serving behind it) can still judge.
+  if (explain && body?.error?.code === 'explanation_unavailable') {
+    return classifyOnServer(blob, settings, false);
+  }
   if (!response.ok || typeof body?.probability_fake !== 'number') {
     const reason = body?.error?.message ?? `it answered ${response.status}`;
     throw new CheckError('server_error', `The server could not check it: ${reason}.`);

@@ -1,9 +1,12 @@
-// Offscreen document: decodes the image, preprocesses it exactly as
-// training/preprocess.py does, and runs the model with TF.js on WebAssembly.
+// Offscreen document: decodes the image, finds the faces, preprocesses each
+// face's crop (or the whole image when there is none) exactly as the server
+// does, and runs the model with TF.js on WebAssembly.
 import * as tf from '@tensorflow/tfjs-core';
 import { loadGraphModel } from '@tensorflow/tfjs-converter';
 import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
-import { MIN_SIDE, toModelInput } from './preprocess.js';
+import { cropBox, cropRgba } from './crop.js';
+import { DETECT_MAX_SIDE, findFaces, loadFaceDetector } from './faces.js';
+import { MIN_SIDE, rgbaToRgb, toModelInput } from './preprocess.js';
 
 let loading = null;
 
@@ -16,10 +19,14 @@ async function loadModel() {
   if (!(await tf.setBackend('wasm')) || tf.getBackend() !== 'wasm') {
     throw new Error('the WebAssembly backend could not start');
   }
-  const [model, metadata] = await Promise.all([
+  const read = (path) => fetch(chrome.runtime.getURL(path));
+  const [model, metadata, faceWeights, faceManifest] = await Promise.all([
     loadGraphModel(chrome.runtime.getURL('model/model.json')),
-    fetch(chrome.runtime.getURL('model/metadata.json')).then((response) => response.json()),
+    read('model/metadata.json').then((response) => response.json()),
+    read('dist/faces/tiny_face_detector_model.bin').then((response) => response.arrayBuffer()),
+    read('dist/faces/tiny_face_detector_model-weights_manifest.json').then((response) => response.json()),
   ]);
+  loadFaceDetector(faceWeights, faceManifest);
   return { model, metadata };
 }
 
@@ -64,11 +71,28 @@ async function decode(bytes, mimeType, maxPixels) {
     return { ok: false, code: 'too_large', width, height,
       message: `The image is ${width}x${height} pixels, more than the ${Number((maxPixels / 1e6).toPrecision(3))} megapixels checked in the browser.` };
   }
+  const rgba = draw(bitmap, width, height);
+  // The copy faces are searched in; the browser's resize is good enough to
+  // find a face, and the crops are taken from the full-size pixels.
+  const scale = Math.min(1, DETECT_MAX_SIDE / Math.max(width, height));
+  const search = { scale, width: Math.max(1, Math.round(width * scale)), height: Math.max(1, Math.round(height * scale)) };
+  search.rgba = scale < 1 ? draw(bitmap, search.width, search.height) : rgba;
+  bitmap.close();
+  return { ok: true, width, height, rgba, search };
+}
+
+function draw(bitmap, width, height) {
   const canvas = new OffscreenCanvas(width, height);
   const context = canvas.getContext('2d', { willReadFrequently: true });
-  context.drawImage(bitmap, 0, 0);
-  bitmap.close();
-  return { ok: true, width, height, rgba: context.getImageData(0, 0, width, height).data };
+  context.drawImage(bitmap, 0, 0, width, height);
+  return context.getImageData(0, 0, width, height).data;
+}
+
+async function probabilityFake(graph, input, size) {
+  const output = tf.tidy(() => graph.execute(tf.tensor4d(input, [1, size, size, 3])));
+  const [, probability] = await output.data();
+  output.dispose();
+  return probability;
 }
 
 async function classify({ image, mimeType, maxPixels }) {
@@ -81,22 +105,37 @@ async function classify({ image, mimeType, maxPixels }) {
   const { model: graph, metadata } = await model();
   const loadedAt = performance.now();
   const size = metadata.image_size;
-  const input = toModelInput(decoded.rgba, decoded.width, decoded.height, size);
+  const { width, height, rgba, search } = decoded;
+  const found = await findFaces(rgbaToRgb(search.rgba, search.width, search.height), search.width, search.height,
+    search.scale, width, height);
+  const foundAt = performance.now();
+  // As the server: each face's crop is scored, the verdict is the highest
+  // (one generated face makes the image fake); no face, the whole image.
+  const inputs = found.length > 0
+    ? found.map(({ box }) => {
+      const crop = cropBox(box, width, height);
+      return toModelInput(cropRgba(rgba, width, crop), crop.width, crop.height, size);
+    })
+    : [toModelInput(rgba, width, height, size)];
   const preprocessedAt = performance.now();
-  const output = tf.tidy(() => graph.execute(tf.tensor4d(input, [1, size, size, 3])));
-  const [, probabilityFake] = await output.data();
-  output.dispose();
+  const probabilities = [];
+  for (const input of inputs) {
+    probabilities.push(await probabilityFake(graph, input, size));
+  }
   const doneAt = performance.now();
   return {
     ok: true,
-    probability: probabilityFake,
+    probability: Math.max(...probabilities),
     threshold: metadata.threshold,
-    width: decoded.width,
-    height: decoded.height,
+    width,
+    height,
+    scored: found.length > 0 ? 'faces' : 'whole_image',
+    faces: found.map(({ box }, index) => ({ box, probability_fake: probabilities[index] })),
     timings: {
       decode_ms: decodedAt - started,
       model_load_ms: loadedAt - decodedAt,
-      preprocess_ms: preprocessedAt - loadedAt,
+      faces_ms: foundAt - loadedAt,
+      preprocess_ms: preprocessedAt - foundAt,
       inference_ms: doneAt - preprocessedAt,
       backend: tf.getBackend(),
     },

@@ -10,8 +10,11 @@
 // onContextMenuClick(info, tab), exactly what the menu item calls. A check's
 // settings are stored first ("{origin}" in them stands for the site's URL). With "server" (a JSON body), POST /v1/detect
 // answers it, standing in for the detection service. Prints
-// {"results": [{verdict, attribute, error, text, roundTripMs, uploads}]}
-// as JSON, uploads being the byte sizes posted to /v1/detect for that check.
+// {"results": [{verdict, attribute, error, faceBox, scored, text, roundTripMs,
+// uploads, explanation}]} as JSON, uploads being the byte sizes posted to
+// /v1/detect for that check; explanation, when the verdict has an overlay:
+// its place and the image's, and what the "Show why" toggle shows before
+// and after each of two clicks.
 // With "optionsForms" ([{localOnly, serverUrl, maxLocalMegapixels}]), it also
 // fills and saves the options page with each in turn: "options" in the
 // output gives the model line it shows and, per form, the status and what
@@ -90,6 +93,40 @@ async function submitOptions(context, worker, forms) {
   return { model: await page.textContent('#model'), saved };
 }
 
+// Where the explanation overlay lies over the image, and the toggle at work.
+async function readExplanation(page, shown) {
+  const overlay = shown.locator('[data-ai-face-explanation]');
+  if ((await overlay.count()) === 0) {
+    return null;
+  }
+  const state = () => shown.evaluate((host) => {
+    const img = host.shadowRoot.querySelector('[data-ai-face-explanation]');
+    return {
+      visible: getComputedStyle(img).visibility === 'visible',
+      toggle: host.shadowRoot.querySelector('[data-ai-face-toggle]').textContent,
+      text: host.shadowRoot.textContent,
+    };
+  });
+  await overlay.evaluate((img) => img.decode());
+  const placed = await page.evaluate(() => {
+    const host = document.querySelector('[data-ai-face-verdict]');
+    const img = host.shadowRoot.querySelector('[data-ai-face-explanation]');
+    const page = document.images[0];
+    const rect = (element) => {
+      const { left, top, width, height } = element.getBoundingClientRect();
+      return { left, top, width, height };
+    };
+    return { overlay: rect(img), image: rect(page), natural: { width: page.naturalWidth, height: page.naturalHeight },
+      png: { width: img.naturalWidth, height: img.naturalHeight } };
+  });
+  const states = [await state()];
+  for (let click = 0; click < 2; click += 1) {
+    await shown.locator('[data-ai-face-toggle]').click();
+    states.push(await state());
+  }
+  return { ...placed, states };
+}
+
 const server = await serveSite();
 const origin = `http://127.0.0.1:${server.address().port}`;
 // Playwright's own headless mode disables extensions; --headless=new keeps them.
@@ -132,7 +169,10 @@ try {
       uploads,
       attribute: await shown.getAttribute('data-ai-face-verdict'),
       error: await shown.getAttribute('data-ai-face-error'),
+      faceBox: JSON.parse(await shown.getAttribute('data-ai-face-box')),
+      scored: await shown.getAttribute('data-ai-face-scored'),
       text: await shown.evaluate((host) => host.shadowRoot.textContent),
+      explanation: await readExplanation(page, shown),
     });
   }
   const optionsPage = options.optionsForms ? await submitOptions(context, worker, options.optionsForms) : undefined;
