@@ -11,17 +11,23 @@ import base64
 import json
 import shutil
 import subprocess
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import encode, face_like
+from test_faces import EXPECTED_FACE, iou, scene
+from werkzeug.serving import make_server
 
+from server import create_app
 from training.backbones import build_model
 from training.bundle import Bundle, Metadata, load_bundle, save_bundle
 from training.export_tfjs import export_tfjs
+from training.faces import Box, crop, crop_box
 from training.layout import list_split
-from training.preprocess import preprocess
+from training.preprocess import preprocess, to_model_input
 
 ROOT = Path(__file__).resolve().parent.parent
 EXTENSION = ROOT / "extension"
@@ -73,6 +79,14 @@ def _trained_tiny_model(size: int):
     return model
 
 
+def serve(app) -> tuple[str, Callable[[], None]]:
+    """The detection service on a loopback port, in a thread: its URL and what stops it."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    return f"http://127.0.0.1:{server.server_port}", server.shutdown
+
+
 @pytest.fixture(scope="module")
 def tiny_run(browser, tmp_path_factory):
     """The tiny model converted without quantization, checked on several images."""
@@ -90,7 +104,9 @@ def tiny_run(browser, tmp_path_factory):
     (site / "large.png").write_bytes(encode(face_like(3, size=96)))
     (site / "notimage.png").write_bytes(b"<html>this is not a picture</html>")
     (site / "small.png").write_bytes(encode(face_like(4, size=20)))
+    (site / "scene.png").write_bytes(encode(scene()))
     server_on = {"localOnly": False, "serverUrl": "{origin}/", "maxLocalMegapixels": 0.005}
+    service, stop_service = serve(create_app({"MODEL_PATH": str(work / "tiny.keras")}))
     checks = [
         {"src": "face0.png"},
         {"src": "face1.png"},
@@ -100,6 +116,8 @@ def tiny_run(browser, tmp_path_factory):
         {"src": "small.png"},
         {"src": "large.png", "settings": {**server_on, "localOnly": True}},
         {"src": "large.png", "settings": server_on},
+        {"src": "scene.png", "settings": {"localOnly": True, "serverUrl": "", "maxLocalMegapixels": 16}},
+        {"src": "scene.png", "settings": {**server_on, "serverUrl": service}},
     ]
     server_answer = {"probability_fake": 0.25, "label": "real", "threshold": 0.5,
                      "model": {"name": "m", "version": "1", "backbone": "tiny"}, "elapsed_ms": 1.0,
@@ -108,10 +126,21 @@ def tiny_run(browser, tmp_path_factory):
         {"localOnly": True, "serverUrl": "ftp://example.test", "maxLocalMegapixels": 8},
         {"localOnly": True, "serverUrl": "http://example.test:5000", "maxLocalMegapixels": 8},
     ]
-    output = drive(browser, site, checks, modelDir=str(work / "model"), server=server_answer, optionsForms=forms)
+    try:
+        output = drive(browser, site, checks, modelDir=str(work / "model"), server=server_answer, optionsForms=forms)
+    finally:
+        stop_service()
     expected = bundle.model.predict(np.stack([preprocess(png, size) for png in faces]), verbose=0)[:, 1]
-    names = ["face0", "face1", "data_url", "missing", "not_image", "small", "large_local_only", "large_server"]
-    return dict(zip(names, output["results"])), expected, site, output["options"]
+    names = ["face0", "face1", "data_url", "missing", "not_image", "small", "large_local_only", "large_server",
+             "scene", "scene_server"]
+    results = dict(zip(names, output["results"]))
+    # The same pixels the browser scored: the crop its face box gives.
+    pixels = scene()
+    face_box = Box(**results["scene"]["faceBox"])
+    face_crop = to_model_input(crop(pixels, crop_box(face_box, pixels.shape[1], pixels.shape[0])), size)
+    whole = to_model_input(pixels, size)
+    expected_scene = bundle.model.predict(np.stack([face_crop, whole]), verbose=0)[:, 1]
+    return results, expected, site, output["options"], expected_scene
 
 
 def test_verdict_matches_keras_for_unquantized_model(tiny_run):
@@ -125,6 +154,46 @@ def test_verdict_matches_keras_for_unquantized_model(tiny_run):
     assert verdict["label"] == ("fake" if verdict["probability"] >= 0.4 else "real")
     assert "ran locally" in results["face0"]["text"]
     assert f"{shown[0] * 100:.1f}%" in results["face0"]["text"]
+
+
+def test_image_without_a_face_is_scored_whole_and_says_so(tiny_run):
+    result = tiny_run[0]["face0"]
+    assert result["scored"] == result["verdict"]["scored"] == "whole_image"
+    assert result["verdict"]["faces"] == [] and result["faceBox"] is None
+    assert "no face found: whole image checked" in result["text"]
+
+
+def test_face_in_a_scene_is_found_and_its_crop_scored_like_keras(tiny_run):
+    result, (face_crop, whole) = tiny_run[0]["scene"], tiny_run[4]
+    assert result["scored"] == "faces" and len(result["verdict"]["faces"]) == 1
+    assert iou(Box(**result["faceBox"]), EXPECTED_FACE) > 0.7
+    assert abs(face_crop - whole) > 10 * UNQUANTIZED_TOLERANCE, "the crop should score unlike the whole scene"
+    assert float(result["attribute"]) == pytest.approx(face_crop, abs=UNQUANTIZED_TOLERANCE)
+    assert "1 face checked" in result["text"]
+    assert "explanations need the server (see Options)" in result["text"]
+    assert result["explanation"] is None
+
+
+def test_server_explanation_is_overlaid_on_the_image_and_toggles(tiny_run):
+    result = tiny_run[0]["scene_server"]
+    verdict, shown = result["verdict"], result["explanation"]
+    assert verdict["where"] == "server" and verdict["scored"] == "faces"
+    assert "on server" in result["text"] and "1 face checked" in result["text"]
+    explanation = verdict["explanation"]
+    assert shown["png"] == {"width": explanation["width"], "height": explanation["height"]}
+    # The overlay covers explanation.box, scaled from the image's pixels to its size on the page.
+    image, natural, box = shown["image"], shown["natural"], explanation["box"]
+    scale = image["width"] / natural["width"]
+    assert (natural["width"], natural["height"]) == (640, 480) and image["width"] == 200
+    np.testing.assert_allclose(
+        [shown["overlay"][key] for key in ("left", "top", "width", "height")],
+        [image["left"] + box["x"] * scale, image["top"] + box["y"] * scale, box["width"] * scale, box["height"] * scale],
+        atol=0.5,
+    )
+    caption = "Where the evidence for this verdict lies — not a map of fake pixels"
+    assert [(state["visible"], state["toggle"]) for state in shown["states"]] == [
+        (True, "Hide why"), (False, "Show why"), (True, "Hide why")]
+    assert caption in shown["states"][0]["text"]
 
 
 def test_data_url_is_checked_like_the_same_file(tiny_run):

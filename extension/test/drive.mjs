@@ -62,8 +62,10 @@ function serveSite() {
     }
     const page = path.match(/^\/page\/(\d+)$/);
     if (page) {
-      const src = options.checks[Number(page[1])].src.replaceAll('"', '&quot;');
-      response.writeHead(200, { 'Content-Type': 'text/html' }).end(`<!doctype html><img src="${src}" width="200">`);
+      // The same URL the menu reports as srcUrl, so that the verdict finds its image.
+      const { src } = options.checks[Number(page[1])];
+      const url = (src.startsWith('data:') ? src : `/${src}`).replaceAll('"', '&quot;');
+      response.writeHead(200, { 'Content-Type': 'text/html' }).end(`<!doctype html><img src="${url}" width="200">`);
       return;
     }
     try {
