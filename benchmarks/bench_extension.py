@@ -1,5 +1,6 @@
 """The extension's speed and size: time per image in the offscreen document
-(TF.js on WebAssembly, first call and warm), model download size, bundle size.
+(TF.js on WebAssembly, first call and warm; face finding included), model
+download size, bundle size.
 
     python benchmarks/bench_extension.py [--model-dir extension/model] [--images 20]
         [--data ../shared/data]
@@ -26,7 +27,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 ROOT = Path(__file__).resolve().parent.parent
 EXTENSION = ROOT / "extension"
-STAGES = ("decode_ms", "model_load_ms", "preprocess_ms", "inference_ms")
+STAGES = ("decode_ms", "model_load_ms", "faces_ms", "preprocess_ms", "inference_ms")
 
 
 def pick_images(data: Path, count: int, site: Path) -> list[str]:
@@ -94,7 +95,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{label:<22}{value:>11.1f}{statistics.median(values):>13.1f}{p90:>10.1f}")
     dist = EXTENSION / "dist"
     print(f"model download: {kib(model_dir.iterdir()):.0f} KiB (model.json + weights + metadata.json)")
-    print(f"bundle: {kib(dist.glob('*.js')):.0f} KiB of JavaScript + {kib((dist / 'wasm').iterdir()):.0f} KiB of WebAssembly")
+    print(f"bundle: {kib(dist.glob('*.js')):.0f} KiB of JavaScript + {kib((dist / 'wasm').iterdir()):.0f} KiB of WebAssembly"
+          f" + {kib((dist / 'faces').iterdir()):.0f} KiB of face detector weights")
+    scored = [r["verdict"]["scored"] for r in results]
+    print(f"faces found in {scored.count('faces')} of {len(scored)} images (the others scored whole)")
     return 0
 
 
