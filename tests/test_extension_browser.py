@@ -51,7 +51,9 @@ def browser():
     """node and Chromium, with the extension's npm packages installed and the extension built."""
     node = _tool("node")
     chromium = _tool("chromium", "/usr/bin/chromium")
-    if not (EXTENSION / "node_modules" / "playwright-core").is_dir():
+    installed = EXTENSION / "node_modules" / ".package-lock.json"
+    # As .ci/setup: again when the lock file changed since the last install.
+    if not installed.is_file() or (EXTENSION / "package-lock.json").stat().st_mtime > installed.stat().st_mtime:
         subprocess.run([_tool("npm"), "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=EXTENSION, check=True)
     # Always rebuilt (about a second), so that the tests run the sources as they are.
     subprocess.run([_tool("npm"), "run", "build", "--silent"], cwd=EXTENSION, check=True)
@@ -190,6 +192,7 @@ def test_server_explanation_is_overlaid_on_the_image_and_toggles(tiny_run):
         [image["left"] + box["x"] * scale, image["top"] + box["y"] * scale, box["width"] * scale, box["height"] * scale],
         atol=0.5,
     )
+    assert shown["verdict"]["top"] >= image["top"] + image["height"], "the verdict should not hide the map"
     caption = "Where the evidence for this verdict lies — not a map of fake pixels"
     assert [(state["visible"], state["toggle"]) for state in shown["states"]] == [
         (True, "Hide why"), (False, "Show why"), (True, "Hide why")]

@@ -93,6 +93,8 @@ export function showVerdict(srcUrl, verdict) {
     overlay.style.cssText = `all: initial; position: absolute; pointer-events: none; display: block;
       left: ${x * scaleX}px; top: ${y * scaleY}px; width: ${width * scaleX}px; height: ${height * scaleY}px;`;
     shadow.prepend(overlay);
+    // Below the image, so that the verdict does not hide what it explains.
+    box.style.marginTop = `${where.height + 4}px`;
     const toggle = document.createElement('button');
     toggle.setAttribute('data-ai-face-toggle', '');
     toggle.style.cssText = `all: initial; cursor: pointer; color: inherit; font: 600 11px system-ui, sans-serif;

@@ -118,7 +118,8 @@ async function readExplanation(page, shown) {
       const { left, top, width, height } = element.getBoundingClientRect();
       return { left, top, width, height };
     };
-    return { overlay: rect(img), image: rect(page), natural: { width: page.naturalWidth, height: page.naturalHeight },
+    return { overlay: rect(img), image: rect(page), verdict: rect(host.shadowRoot.querySelector('[role=status]')),
+      natural: { width: page.naturalWidth, height: page.naturalHeight },
       png: { width: img.naturalWidth, height: img.naturalHeight } };
   });
   const states = [await state()];
