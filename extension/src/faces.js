@@ -19,7 +19,7 @@ const MAX_FACES = 8;
 // (benchmarks/face_boxes_js.py). Each box is mapped to the MTCNN box of the
 // same face, so that the crops, and the boxes reported, mean what the
 // server's do.
-export const TINY_TO_MTCNN = { width: 0.64, height: 0.95, centreX: 0.0, centreY: -0.11 };
+const TINY_TO_MTCNN = { width: 0.64, height: 0.95, centreX: 0.0, centreY: -0.11 };
 
 let detector = null;
 
