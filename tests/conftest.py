@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import io
 import os
+import threading
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+import keras
 import numpy as np
 import pytest
 from PIL import Image
 
+from server import create_app
 from training.backbones import build_model
 from training.bundle import Bundle, Metadata, save_bundle
 
@@ -38,10 +41,23 @@ def face_like(seed: int, size: int = 48, fake: bool = False) -> np.ndarray:
 def tiny_model_path(tmp_path_factory):
     """A saved, untrained tiny-backbone model with metadata: fast to load and run."""
     path = tmp_path_factory.mktemp("model") / "tiny.keras"
+    # Fixed weights: tests that compare two images' scores must not depend on a lucky draw.
+    keras.utils.set_random_seed(0)
     model = build_model("tiny", TINY_SIZE)
     metadata = Metadata(backbone="tiny", image_size=TINY_SIZE, name="tiny-test", version="0.0.1")
     save_bundle(Bundle(model, metadata), path)
     return path
+
+
+@pytest.fixture(scope="module")
+def app(tiny_model_path):
+    """The service on the tiny model, with default settings."""
+    return create_app({"MODEL_PATH": str(tiny_model_path)})
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
 
 
 @pytest.fixture(scope="session")
@@ -59,3 +75,26 @@ def tiny_dataset(tmp_path_factory):
                 pixels = face_like(seed, fake=label == "fake")
                 (folder / f"{source}_{seed:04x}.png").write_bytes(encode(pixels))
     return root
+
+
+class HeldModel:
+    """A stand-in forward pass whose first call blocks until ``release`` is set,
+    so that requests pile up behind it deterministically, without sleeps.
+
+    Answers ``answer`` for every input, or each input's sum when it is None.
+    """
+
+    def __init__(self, answer: float | None = None):
+        self.answer = answer
+        self.batch_sizes: list[int] = []
+        self.started = threading.Event()
+        self.release = threading.Event()
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        self.batch_sizes.append(len(batch))
+        if len(self.batch_sizes) == 1:
+            self.started.set()
+            assert self.release.wait(timeout=30)
+        if self.answer is None:
+            return batch.reshape(len(batch), -1).sum(axis=1)
+        return np.full(len(batch), self.answer)

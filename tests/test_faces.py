@@ -48,16 +48,6 @@ def box_of(body: dict) -> Box:
     return Box(**body)
 
 
-@pytest.fixture(scope="module")
-def app(tiny_model_path):
-    return create_app({"MODEL_PATH": str(tiny_model_path)})
-
-
-@pytest.fixture
-def client(app):
-    return app.test_client()
-
-
 def detect(client, pixels: np.ndarray, query: str = ""):
     return client.post("/v1/detect" + query, data=encode(pixels), content_type="image/png")
 

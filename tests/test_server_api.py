@@ -18,16 +18,6 @@ from training.bundle import metadata_path
 from training.preprocess import composite_on_white
 
 
-@pytest.fixture(scope="module")
-def app(tiny_model_path):
-    return create_app({"MODEL_PATH": str(tiny_model_path)})
-
-
-@pytest.fixture
-def client(app):
-    return app.test_client()
-
-
 def detect_raw(client, data: bytes, content_type: str = "image/png"):
     return client.post("/v1/detect", data=data, content_type=content_type)
 

@@ -7,30 +7,14 @@ import threading
 import numpy as np
 import pytest
 
-from conftest import encode, face_like
+from conftest import HeldModel, encode, face_like
 from server import create_app, multicrop
 from server.batcher import MicroBatcher
 from training.preprocess import to_model_input
 
 
-class GatedModel:
-    """Sums each input; the first call blocks until released, so requests pile up."""
-
-    def __init__(self):
-        self.batch_sizes: list[int] = []
-        self.started = threading.Event()
-        self.release = threading.Event()
-
-    def __call__(self, batch: np.ndarray) -> np.ndarray:
-        self.batch_sizes.append(len(batch))
-        if len(self.batch_sizes) == 1:
-            self.started.set()
-            assert self.release.wait(timeout=30)
-        return batch.reshape(len(batch), -1).sum(axis=1)
-
-
 def test_waiting_requests_share_one_forward_pass():
-    model = GatedModel()
+    model = HeldModel()
     batcher = MicroBatcher(model, max_batch_size=16, window_ms=0)
     first = batcher.submit(np.full((2, 2, 3), 1.0))
     assert model.started.wait(timeout=30)
@@ -42,7 +26,7 @@ def test_waiting_requests_share_one_forward_pass():
 
 
 def test_batches_never_exceed_the_maximum():
-    model = GatedModel()
+    model = HeldModel()
     batcher = MicroBatcher(model, max_batch_size=2, window_ms=0)
     futures = [batcher.submit(np.zeros((1, 1, 3)))]
     assert model.started.wait(timeout=30)

@@ -7,35 +7,18 @@ deterministically: no sleeps, no timing.
 from __future__ import annotations
 
 import io
-import threading
 
 import numpy as np
 import pytest
 
-from conftest import encode, face_like
+from conftest import HeldModel, encode, face_like
 from server import StartupError, create_app
 from server.batcher import MicroBatcher, QueueFull
 
 
-class HeldModel:
-    """Answers 0.25 per input; the first call waits until ``release`` is set."""
-
-    def __init__(self):
-        self.batch_sizes: list[int] = []
-        self.started = threading.Event()
-        self.release = threading.Event()
-
-    def __call__(self, batch: np.ndarray) -> np.ndarray:
-        self.batch_sizes.append(len(batch))
-        if len(self.batch_sizes) == 1:
-            self.started.set()
-            assert self.release.wait(timeout=30)
-        return np.full(len(batch), 0.25)
-
-
 def held_batcher(max_queue: int) -> tuple[MicroBatcher, HeldModel, object]:
     """A batcher whose inference thread is stuck in its first forward pass."""
-    model = HeldModel()
+    model = HeldModel(answer=0.25)
     batcher = MicroBatcher(model, max_batch_size=16, window_ms=0, max_queue=max_queue)
     first = batcher.submit(np.zeros((1, 1, 3)))
     assert model.started.wait(timeout=30)
@@ -85,7 +68,7 @@ def test_the_api_answers_503_with_retry_after_when_the_queue_is_full(tiny_model_
         {"MODEL_PATH": str(tiny_model_path), "MAX_QUEUE": 2, "BATCH_WINDOW_MS": 0, "INFERENCE_TIMEOUT_S": 60}
     )
     batcher = app.extensions["aiface_detector"]._batcher
-    model = HeldModel()
+    model = HeldModel(answer=0.25)
     batcher._predict = model
     client = app.test_client()
     image = encode(face_like(3))
