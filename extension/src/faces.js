@@ -12,6 +12,8 @@ const MIN_SCORE = 0.5;
 // As training/faces.py: a smaller face crops below the model's minimum side.
 const MIN_FACE_SIDE = 24;
 const MAX_FACES = 8;
+// The border added on each side, as a fraction of the image's longer side.
+const FILL_PAD = 0.5;
 // The tiny detector's boxes are framed differently from MTCNN's, which the
 // crop rule (crop.js) was measured with: wider (MTCNN's width is 0.64 of
 // theirs), about as tall (0.95), centred lower (by 0.11 of their longer side).
@@ -48,6 +50,19 @@ function clip(box, width, height) {
   return { x: left, y: top, width: right - left, height: bottom - top };
 }
 
+async function detect(input, pad) {
+  const searched = pad > 0 ? tf.pad(input, [[pad, pad], [pad, pad], [0, 0]], 128) : input;
+  try {
+    const found = await detector.locateFaces(searched,
+      new faceapi.TinyFaceDetectorOptions({ inputSize: INPUT_SIZE, scoreThreshold: MIN_SCORE }));
+    return found.map(({ box, score }) => ({ x: box.x - pad, y: box.y - pad, width: box.width, height: box.height, score }));
+  } finally {
+    if (searched !== input) {
+      searched.dispose();
+    }
+  }
+}
+
 // rgb: (height, width, 3) uint8 of the image searched, `scale` times the
 // size of the image the boxes are for. Largest first, at most MAX_FACES.
 export async function findFaces(rgb, width, height, scale, fullWidth, fullHeight) {
@@ -57,15 +72,19 @@ export async function findFaces(rgb, width, height, scale, fullWidth, fullHeight
   const input = tf.tensor3d(rgb, [height, width, 3], 'int32');
   let found;
   try {
-    found = await detector.locateFaces(input, new faceapi.TinyFaceDetectorOptions({ inputSize: INPUT_SIZE, scoreThreshold: MIN_SCORE }));
+    found = await detect(input, 0);
+    // The detector misses many faces that fill the frame: then once more
+    // with a grey border around the image, where such a face is smaller.
+    if (found.length === 0) {
+      found = await detect(input, Math.round(FILL_PAD * Math.max(width, height)));
+    }
   } finally {
     input.dispose();
   }
   const faces = found
-    .map((detection) => {
-      const { x, y, width: w, height: h } = detection.box;
+    .map(({ x, y, width: w, height: h, score }) => {
       const box = clip(toMtcnnBox({ x: x / scale, y: y / scale, width: w / scale, height: h / scale }), fullWidth, fullHeight);
-      return { box, score: detection.score };
+      return { box, score };
     })
     .filter(({ box }) => Math.max(box.width, box.height) >= MIN_FACE_SIDE);
   faces.sort((a, b) => b.box.width * b.box.height - a.box.width * a.box.height || a.box.y - b.box.y || a.box.x - b.box.x);
