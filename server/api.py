@@ -146,7 +146,6 @@ def model_card():
             "target_fpr": metadata.target_fpr,
             "class_names": list(metadata.class_names),
             "metrics": metadata.metrics,
-            "multicrop": current_app.config["MULTICROP"],
         }
     )
 

@@ -36,10 +36,6 @@ DEFAULTS = {
     "MAX_IN_FLIGHT": 32,
     # A request whose inference has not finished by then gets a 503.
     "INFERENCE_TIMEOUT_S": 30.0,
-    # Score crops at native resolution besides the downscaled image (server/multicrop.py).
-    "MULTICROP": False,
-    "MULTICROP_MIN_FACTOR": 2.0,
-    "MULTICROP_GRID": 3,
     # Find faces and score each face's crop (training/faces.py); the whole
     # image is scored only when no face is found.
     "FACE_DETECTION": True,
@@ -77,9 +73,6 @@ PARSERS: dict[str, Callable[[str], object]] = {
     "MAX_QUEUE": int,
     "MAX_IN_FLIGHT": int,
     "INFERENCE_TIMEOUT_S": float,
-    "MULTICROP": _as_bool,
-    "MULTICROP_MIN_FACTOR": float,
-    "MULTICROP_GRID": int,
     "FACE_DETECTION": _as_bool,
     "MODEL_BACKEND": str,
     "TFSERVING_URL": str,

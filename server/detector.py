@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import tensorflow as tf
 
-from server import multicrop
 from server.batcher import MicroBatcher
 from server.tfserving import TFServing, load_metadata
 from training.bundle import Bundle, load_bundle
@@ -65,9 +64,6 @@ class Detector:
         self.metadata = bundle.metadata if bundle is not None else load_metadata(config["MODEL_PATH"])
         self._max_pixels = config["MAX_IMAGE_PIXELS"]
         self._timeout_s = config["INFERENCE_TIMEOUT_S"]
-        self._multicrop = config["MULTICROP"]
-        self._multicrop_min_factor = config["MULTICROP_MIN_FACTOR"]
-        self._multicrop_grid = config["MULTICROP_GRID"]
         self._faces = default_finder() if config["FACE_DETECTION"] else None
         self._gradcam = GradCam(bundle.model) if bundle is not None else None
         self._batcher = (
@@ -129,24 +125,16 @@ class Detector:
                 future.cancel()  # nobody waits for them any more: no forward pass for them
             raise InferenceTimeout(f"the model did not answer within {self._timeout_s:g} s") from None
 
-    def _inputs(self, pixels: np.ndarray) -> list[np.ndarray]:
-        if self._multicrop and multicrop.is_large(pixels, self.size, self._multicrop_min_factor):
-            return multicrop.model_inputs(pixels, self.size, self._multicrop_grid)
-        return [to_model_input(pixels, self.size)]
-
-    def _combine(self, probabilities: list[float]) -> float:
-        return multicrop.combine(probabilities) if len(probabilities) > 1 else probabilities[0]
-
-    def _regions(self, pixels: np.ndarray) -> list[tuple[Box, Box | None, list[np.ndarray]]]:
-        """(scored region, face box or None, model inputs) for each region to score."""
+    def _regions(self, pixels: np.ndarray) -> list[tuple[Box, Box | None, np.ndarray]]:
+        """(scored region, face box or None, model input) for each region to score."""
         height, width = pixels.shape[:2]
         faces = self._faces.find(pixels) if self._faces is not None else []
         if not faces:
-            return [(whole_image_box(width, height), None, self._inputs(pixels))]
+            return [(whole_image_box(width, height), None, to_model_input(pixels, self.size))]
         regions = []
         for face in faces:
             box = crop_box(face.box, width, height)
-            regions.append((box, face.box, [to_model_input(crop(pixels, box), self.size)]))
+            regions.append((box, face.box, to_model_input(crop(pixels, box), self.size)))
         return regions
 
     @property
@@ -165,9 +153,9 @@ class Detector:
         return Explanation(render_png(heatmap, width, height), box, width, height)
 
     def _detection(self, pixels: np.ndarray, regions, probabilities, elapsed_ms: float) -> Detection:
-        scores = [self._combine([next(probabilities) for _ in inputs]) for _, _, inputs in regions]
+        scores = [next(probabilities) for _ in regions]
         best = int(np.argmax(scores))
-        region, face, inputs = regions[best]
+        region, face, region_input = regions[best]
         return Detection(
             probability_fake=scores[best],
             width=int(pixels.shape[1]),
@@ -176,7 +164,7 @@ class Detector:
             faces=tuple(ScoredFace(f, p) for (_, f, _), p in zip(regions, scores) if f is not None),
             scored="whole_image" if face is None else "faces",
             region=region,
-            region_input=inputs[0],
+            region_input=region_input,
         )
 
     def detect(self, data: bytes) -> Detection:
@@ -201,11 +189,10 @@ class Detector:
         probabilities = iter(
             self._predict(
                 [
-                    x
+                    region_input
                     for item in prepared
                     if not isinstance(item, ImageError)
-                    for _, _, inputs in item[1]
-                    for x in inputs
+                    for _, _, region_input in item[1]
                 ]
             )
         )

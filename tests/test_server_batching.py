@@ -1,4 +1,4 @@
-"""Micro-batching and multi-crop scoring, without HTTP."""
+"""Micro-batching and how an upload becomes model inputs, without HTTP."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import HeldModel, encode, face_like
-from server import create_app, multicrop
+from server import create_app
 from server.batcher import MicroBatcher
 from training.preprocess import to_model_input
 
@@ -77,34 +77,12 @@ def test_naive_mode_scores_the_same(tiny_model_path):
     assert naive.detect(data).probability_fake == pytest.approx(batched.detect(data).probability_fake, abs=1e-6)
 
 
-# --- multi-crop --------------------------------------------------------------
 
-
-def test_crops_are_native_pixels_spread_over_the_centred_square():
-    pixels = np.random.default_rng(0).integers(0, 256, (100, 140, 3), dtype=np.uint8)
-    crops = multicrop.crop_inputs(pixels, 32, grid=3)
-    assert len(crops) == 9
-    square = pixels[:, 20:120]  # the centred 100 x 100 square
-    np.testing.assert_array_equal(crops[0], square[:32, :32])
-    np.testing.assert_array_equal(crops[4], square[34:66, 34:66])
-    np.testing.assert_array_equal(crops[8], square[68:, 68:])
-
-
-def test_combine_weighs_the_whole_image_as_much_as_all_crops():
-    assert multicrop.combine([0.3]) == 0.3
-    assert multicrop.combine([0.5, 0.5, 0.5]) == pytest.approx(0.5)
-    # logit(0.8) = -logit(0.2): the whole and the crops cancel out.
-    assert multicrop.combine([0.8, 0.2, 0.2, 0.2]) == pytest.approx(0.5)
-    assert multicrop.combine([0.5, 0.9, 0.9]) == pytest.approx(0.75)
-
-
-def test_multicrop_scores_large_images_only(tiny_model_path):
-    app = create_app({"MODEL_PATH": str(tiny_model_path), "MULTICROP": True, "MULTICROP_GRID": 2})
-    detector = app.extensions["aiface_detector"]
-    bundle = detector.bundle
-    large = face_like(5, size=96)  # 3 x the 32 px input
-    expected = multicrop.combine(list(bundle.predict_fake(np.stack(multicrop.model_inputs(large, 32, 2)))))
-    assert detector.detect(encode(large)).probability_fake == pytest.approx(expected, abs=1e-6)
-    small = face_like(5, size=48)  # under 2 x the input: downscaled only
-    plain = bundle.predict_fake(to_model_input(small, 32)[None])[0]
-    assert detector.detect(encode(small)).probability_fake == pytest.approx(plain, abs=1e-6)
+def test_a_large_image_without_a_face_is_scored_downscaled_in_one_pass(tiny_model_path):
+    detector = create_app({"MODEL_PATH": str(tiny_model_path)}).extensions["aiface_detector"]
+    large = face_like(5, size=128)  # 4 x the 32 px input
+    detection = detector.detect(encode(large))
+    assert detection.scored == "whole_image"
+    assert detection.probability_fake == pytest.approx(
+        detector.bundle.predict_fake(to_model_input(large, 32)[None])[0], abs=1e-6
+    )
