@@ -141,3 +141,10 @@ def test_mirrored_training_on_two_logical_cpus(tmp_path, tiny_dataset):
     assert result.returncode == 0, result.stderr[-2000:]
     assert "2 replica(s)" in result.stderr
     assert load_bundle(out / "model.keras").metadata.training["epochs"] == 2
+
+
+def test_from_scratch_batchnorm_learns_its_statistics(trained):
+    # The tiny backbone has no pretrained weights, so the run trained it from scratch.
+    bn = backbones.base_of(load_bundle(trained / "model.keras").model).get_layer("bn0")
+    moving_mean = bn.get_weights()[2]
+    assert np.abs(moving_mean).max() > 1e-3

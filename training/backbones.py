@@ -128,8 +128,14 @@ def verify_sha256(path: Path) -> None:
         raise BackboneError(f"{path} has SHA-256 {actual}, expected {expected}")
 
 
-def build_model(backbone: str, image_size: int, weights: str | None = None) -> keras.Model:
-    """The full classifier. ``weights``: None, "imagenet", or a base weights file."""
+def build_model(
+    backbone: str, image_size: int, weights: str | None = None, *, train_batchnorm: bool = False
+) -> keras.Model:
+    """The full classifier. ``weights``: None, "imagenet", or a base weights file.
+
+    ``train_batchnorm`` is for a base trained from scratch, whose BatchNorm
+    layers must learn their statistics; a pretrained base keeps them frozen.
+    """
     spec = get_backbone(backbone)
     base = spec.build_base(image_size, weights == "imagenet")
     if weights not in (None, "imagenet"):
@@ -140,8 +146,8 @@ def build_model(backbone: str, image_size: int, weights: str | None = None) -> k
     x = layers.Normalization(mean=spec.mean, variance=spec.variance, name="normalize")(inputs)
     if spec.bgr:
         x = RGBToBGR(name="rgb_to_bgr")(x)
-    # training=False keeps the base's BatchNorm in inference mode in both phases.
-    x = base(x, training=False)
+    # training=False keeps a pretrained base's BatchNorm in inference mode in both phases.
+    x = base(x) if train_batchnorm else base(x, training=False)
     x = layers.GlobalAveragePooling2D(name="pool")(x)
     x = layers.Dense(256, activation="relu", name="dense")(x)
     outputs = layers.Dense(2, activation="softmax", name=PROBABILITIES_LAYER)(x)
@@ -157,8 +163,9 @@ def freeze_base(model: keras.Model) -> None:
     base_of(model).trainable = False
 
 
-def unfreeze_top(model: keras.Model, fraction: float) -> None:
-    """Unfreeze the top ``fraction`` of the base's layers, BatchNorm excepted.
+def unfreeze_top(model: keras.Model, fraction: float, train_batchnorm: bool = False) -> None:
+    """Unfreeze the top ``fraction`` of the base's layers, BatchNorm excepted
+    unless ``train_batchnorm`` (training from scratch).
 
     Keras 3 was seen updating BatchNorm statistics during fine-tuning even
     with the base called with training=False; a non-trainable BatchNorm
@@ -168,4 +175,4 @@ def unfreeze_top(model: keras.Model, fraction: float) -> None:
     base.trainable = True
     cut = int(len(base.layers) * (1.0 - fraction))
     for index, layer in enumerate(base.layers):
-        layer.trainable = index >= cut and not isinstance(layer, layers.BatchNormalization)
+        layer.trainable = index >= cut and (train_batchnorm or not isinstance(layer, layers.BatchNormalization))

@@ -60,7 +60,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--backbone", default="efficientnet_lite0", help=f"one of {', '.join(backbones.BACKBONES)}")
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--epochs", type=int, default=5, help="total epochs, head phase included")
-    parser.add_argument("--head-epochs", type=int, default=1, help="epochs with the base frozen")
+    parser.add_argument("--head-epochs", type=int, default=1, help="epochs with the base frozen (none when training from scratch)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=1e-3, help="learning rate of the head phase")
     parser.add_argument("--fine-tune-lr", type=float, default=1e-4)
@@ -194,6 +194,11 @@ def train(args: argparse.Namespace) -> Path:
         file=sys.stderr,
     )
 
+    weights_source = resolve_weights(args.backbone, args.weights)
+    # From scratch there is no base worth freezing: every layer, BatchNorm
+    # included, trains from the first epoch.
+    scratch = weights_source is None
+    head_epochs = 0 if scratch else args.head_epochs
     start = 0
     with strategy.scope():
         if args.resume:
@@ -202,17 +207,20 @@ def train(args: argparse.Namespace) -> Path:
             print(f"resuming after epoch {start} from {out / CHECKPOINT}", file=sys.stderr)
         else:
             keras.utils.set_random_seed(args.seed)
-            model = backbones.build_model(args.backbone, args.image_size, resolve_weights(args.backbone, args.weights))
-            backbones.freeze_base(model)
+            model = backbones.build_model(args.backbone, args.image_size, weights_source, train_batchnorm=scratch)
+            if scratch:
+                backbones.unfreeze_top(model, 1.0, train_batchnorm=True)
+            else:
+                backbones.freeze_base(model)
             compile_for(model, args.lr)
 
     callbacks = [Checkpoint(out, settings, skips), keras.callbacks.CSVLogger(out / HISTORY, append=True)]
     # A progress bar on a terminal, one line per epoch in a log file.
     verbose = 1 if sys.stdout.isatty() else 2
     fit = dict(validation_data=valid_data, class_weight=weights, callbacks=callbacks, verbose=verbose)
-    if start < args.head_epochs:
-        model.fit(train_data, epochs=args.head_epochs, initial_epoch=start, **fit)
-        start = args.head_epochs
+    if start < head_epochs:
+        model.fit(train_data, epochs=head_epochs, initial_epoch=start, **fit)
+        start = head_epochs
     if start < args.epochs:
         # A run resumed inside the fine-tuning phase has its base unfrozen and its optimizer state already.
         if not any(layer.trainable for layer in backbones.base_of(model).layers):
@@ -222,7 +230,7 @@ def train(args: argparse.Namespace) -> Path:
         model.fit(train_data, epochs=args.epochs, initial_epoch=start, **fit)
 
     # A fresh copy without optimizer state keeps the shipped file small.
-    final = backbones.build_model(args.backbone, args.image_size, weights=None)
+    final = backbones.build_model(args.backbone, args.image_size, weights=None, train_batchnorm=scratch)
     final.set_weights(model.get_weights())
     metadata = Metadata(
         backbone=args.backbone,
