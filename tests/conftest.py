@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import io
 import os
+import socket
+import subprocess
 import threading
+import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -98,3 +101,28 @@ class HeldModel:
         if self.answer is None:
             return batch.reshape(len(batch), -1).sum(axis=1)
         return np.full(len(batch), self.answer)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(condition, what: str, process: subprocess.Popen, deadline_s: float = 60.0):
+    """Polls ``condition`` until it returns a truthy value, the deadline passes or ``process`` exits."""
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        try:
+            result = condition()
+        except OSError:
+            result = None
+        if result:
+            return result
+        try:
+            process.wait(timeout=0.2)  # paces the polling and notices an early exit
+        except subprocess.TimeoutExpired:
+            continue
+        output = process.stdout.read() if process.stdout else ""
+        raise AssertionError(f"the process exited with {process.returncode} while waiting for {what}:\n{output}")
+    raise AssertionError(f"no {what} within {deadline_s} s")

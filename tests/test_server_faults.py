@@ -14,23 +14,16 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from conftest import encode, face_like
+from conftest import encode, face_like, free_port, wait_for
 
 REPO = Path(__file__).resolve().parents[1]
 THREADS = 2
 CLIENT_TIMEOUT_S = 2
 DEADLINE_S = 60.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def worker_pids(master: int) -> set[int]:
@@ -57,24 +50,6 @@ def request(port: int, method: str, path: str, body: bytes | None = None, conten
         connection.close()
 
 
-def wait_for(condition, what: str, process: subprocess.Popen):
-    """Polls ``condition`` until it returns a truthy value, the deadline passes or gunicorn exits."""
-    deadline = time.monotonic() + DEADLINE_S
-    while time.monotonic() < deadline:
-        try:
-            result = condition()
-        except OSError:
-            result = None
-        if result:
-            return result
-        try:
-            process.wait(timeout=0.2)  # paces the polling and notices an early exit
-        except subprocess.TimeoutExpired:
-            continue
-        raise AssertionError(f"gunicorn exited with {process.returncode} while waiting for {what}")
-    raise AssertionError(f"no {what} within {DEADLINE_S} s")
-
-
 @pytest.fixture(scope="module")
 def gunicorn(tiny_model_path, tmp_path_factory):
     port = free_port()
@@ -86,7 +61,7 @@ def gunicorn(tiny_model_path, tmp_path_factory):
     with open(log, "w") as output:
         process = subprocess.Popen(command, cwd=REPO, env=env, stdout=output, stderr=subprocess.STDOUT)
     try:
-        wait_for(lambda: request(port, "GET", "/healthz")[0] == 200, "healthy server", process)
+        wait_for(lambda: request(port, "GET", "/healthz")[0] == 200, "healthy server", process, DEADLINE_S)
         yield process, port
     finally:
         process.terminate()
@@ -144,8 +119,8 @@ def test_worker_killed_mid_request_is_replaced_and_the_next_request_succeeds(gun
             pass
     finally:
         in_flight.close()
-    replacement = wait_for(lambda: worker_pids(process.pid) - {worker}, "replacement worker", process)
+    replacement = wait_for(lambda: worker_pids(process.pid) - {worker}, "replacement worker", process, DEADLINE_S)
     assert worker not in replacement
-    wait_for(lambda: request(port, "GET", "/healthz")[0] == 200, "healthy replacement", process)
+    wait_for(lambda: request(port, "GET", "/healthz")[0] == 200, "healthy replacement", process, DEADLINE_S)
     status, body = request(port, "POST", "/v1/detect", encode(face_like(3)))
     assert status == 200 and body["model"]["name"] == "tiny-test"

@@ -5,10 +5,8 @@ from __future__ import annotations
 import functools
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -17,7 +15,7 @@ import pytest
 from flask import Flask
 
 import server
-from conftest import encode, face_like
+from conftest import encode, face_like, free_port, wait_for
 from server import StartupError, create_app
 from server.config import DEFAULTS
 
@@ -100,12 +98,6 @@ def test_no_cors_by_default(tiny_model_path):
     assert "Access-Control-Allow-Origin" not in response.headers
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def start_flask(model_path: Path, port: int) -> subprocess.Popen:
     env = {**os.environ, "MODEL_PATH": str(model_path), "TF_CPP_MIN_LOG_LEVEL": "3"}
     return subprocess.Popen(
@@ -119,19 +111,11 @@ def start_flask(model_path: Path, port: int) -> subprocess.Popen:
 
 
 def wait_until_healthy(process: subprocess.Popen, url: str, deadline_s: float = 90.0) -> dict:
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                return json.load(response)
-        except (urllib.error.URLError, ConnectionError):
-            pass
-        try:
-            process.wait(timeout=0.2)  # paces the polling and notices an early exit
-        except subprocess.TimeoutExpired:
-            continue
-        raise AssertionError(f"the server exited with {process.returncode}:\n{process.stdout.read()}")
-    raise AssertionError(f"the server was not healthy within {deadline_s} s")
+    def health():
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return json.load(response)
+
+    return wait_for(health, "a healthy server", process, deadline_s)
 
 
 def test_real_server_process_answers_over_http(tiny_model_path):
