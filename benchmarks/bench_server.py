@@ -71,7 +71,9 @@ MODES = (
 
 
 def start_server(model: Path, port: int, settings: dict, threads: int) -> subprocess.Popen:
-    env = {**os.environ, **settings, "MODEL_PATH": str(model), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    # Face finding off: this compares ways of running the model; what MTCNN
+    # costs on top is measured by benchmarks/load_test.py.
+    env = {**os.environ, **settings, "MODEL_PATH": str(model), "TF_CPP_MIN_LOG_LEVEL": "3", "FACE_DETECTION": "0"}
     command = [
         sys.executable, "-m", "gunicorn", "--workers", "1", "--worker-class", "gthread",
         "--threads", str(threads), "--bind", f"127.0.0.1:{port}", "--timeout", "120",
