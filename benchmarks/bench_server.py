@@ -100,6 +100,17 @@ def wait_healthy(process: subprocess.Popen, port: int, deadline_s: float = 180.0
     raise SystemExit(f"server not healthy after {deadline_s} s")
 
 
+def run_clients(client, clients: int) -> float:
+    """Run ``client`` in that many threads at once; returns the wall time until all have finished."""
+    started = time.perf_counter()
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return time.perf_counter() - started
+
+
 def drive(port: int, image: bytes, clients: int, seconds: float, max_requests: int) -> dict:
     latencies: list[float] = []
     errors = [0]
@@ -123,13 +134,7 @@ def drive(port: int, image: bytes, clients: int, seconds: float, max_requests: i
                 else:
                     errors[0] += 1
 
-    started = time.perf_counter()
-    workers = [threading.Thread(target=client) for _ in range(clients)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
-    wall = time.perf_counter() - started
+    wall = run_clients(client, clients)
     ms = np.asarray(latencies) * 1000.0
     return {
         "requests": len(latencies),

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench_server import build_default_model, free_port, test_image, wait_healthy
+from bench_server import build_default_model, free_port, run_clients, test_image, wait_healthy
 
 REPO = Path(__file__).resolve().parents[1]
 BUNDLED = REPO / "server" / "model" / "aiface.keras"
@@ -107,13 +107,7 @@ def drive(port: int, image: bytes, clients: int, seconds: float | None = None, r
                 time.sleep(min(float(response.getheader("Retry-After")), max(0.0, stop_at - time.monotonic())))
         connection.close()
 
-    started = time.perf_counter()
-    threads = [threading.Thread(target=client) for _ in range(clients)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    wall = time.perf_counter() - started
+    wall = run_clients(client, clients)
     ms = np.asarray(ok) * 1000.0
 
     def pct(values, q):
