@@ -21,9 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -32,6 +30,7 @@ import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from training.bundle import Bundle, ModelLoadError, load_bundle  # noqa: E402
+from training.staging import staged_folder  # noqa: E402
 
 SIGNATURE = "serving_default"
 INPUT_NAME = "image"
@@ -74,16 +73,9 @@ def export_savedmodel(model_path: str | Path, out_dir: str | Path, version: int 
     out_dir = Path(out_dir)
     _check_out_dir(out_dir, version, overwrite)
     bundle = load_bundle(model_path)
-    out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / str(version)
-    # Written beside the target and moved in whole, so that a TF Serving
-    # polling OUT_DIR never sees a half-written version.
-    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".export-") as work:
-        staged = Path(work) / "saved_model"
+    with staged_folder(target) as staged:
         _archive(bundle).write_out(str(staged), verbose=False)
-        if target.exists():
-            shutil.rmtree(target)
-        shutil.move(str(staged), str(target))
     (out_dir / METADATA_FILE).write_text(json.dumps(bundle.metadata.to_json(), indent=2) + "\n")
     return target
 

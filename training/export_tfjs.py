@@ -14,15 +14,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from training.bundle import Bundle, ModelLoadError, load_bundle  # noqa: E402
 from training.fold_batchnorm import FoldError, fold_batchnorm, verify_folded  # noqa: E402
+from training.staging import staged_folder  # noqa: E402
 
 QUANTIZATIONS = {
     "none": None,
@@ -114,10 +113,8 @@ def export_tfjs(model_path: str | Path, out_dir: str | Path, quantize: str = DEF
     folded = fold_batchnorm(bundle.model)
     verify_folded(bundle.model, folded)
     converter = _converter()
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out_dir.parent, prefix=f".{out_dir.name}-") as work:
-        saved_model = Path(work) / "saved_model"
-        staged = Path(work) / "tfjs"
+    with staged_folder(out_dir) as staged:
+        saved_model = staged.parent / "saved_model"
         folded.export(str(saved_model), format="tf_saved_model", verbose=False)
         converter.convert_tf_saved_model(
             str(saved_model),
@@ -129,9 +126,6 @@ def export_tfjs(model_path: str | Path, out_dir: str | Path, quantize: str = DEF
         )
         check_wasm_compatible(json.loads((staged / "model.json").read_text()))
         (staged / "metadata.json").write_text(json.dumps(tfjs_metadata(bundle, quantize), indent=2) + "\n")
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        shutil.move(str(staged), str(out_dir))
     return out_dir
 
 
