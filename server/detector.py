@@ -100,9 +100,6 @@ class Detector:
             return f"TensorFlow Serving at {self._remote.url} has no version of the model available"
         return None
 
-    def healthy(self) -> bool:
-        return self.health_problem() is None
-
     def _forward(self, batch: np.ndarray) -> np.ndarray:
         if self._remote is not None:
             return self._remote.predict_fake(batch)
