@@ -41,15 +41,12 @@ def create_app(test_config: dict | None = None) -> Flask:
     app = Flask(__name__, instance_relative_config=True)
     app.request_class = InMemoryRequest
     app.config.from_mapping(settings.DEFAULTS)
-    if test_config is None:
-        app.config.from_pyfile("config.py", silent=True)
-        try:
-            app.config.update(settings.from_environment())
-        except settings.ConfigError as error:
-            raise StartupError(f"cannot start the detection service: {error}") from None
-    else:
-        app.config.from_mapping(test_config)
     try:
+        if test_config is None:
+            app.config.from_pyfile("config.py", silent=True)
+            app.config.update(settings.from_environment())
+        else:
+            app.config.from_mapping(test_config)
         settings.normalise(app.config)
     except settings.ConfigError as error:
         raise StartupError(f"cannot start the detection service: {error}") from None
