@@ -24,9 +24,9 @@ import struct
 
 worker_class = "gthread"
 workers = int(os.environ.get("WEB_CONCURRENCY", "1"))
-# More threads than MAX_QUEUE (32 images): past capacity, requests reach the
-# micro-batcher and get a fast 503 rather than waiting in gunicorn's own
-# unbounded queue of accepted connections for a free thread.
+# More threads than MAX_IN_FLIGHT (32 requests): past capacity, requests reach
+# admission control (server/admission.py) and get a fast 503 rather than
+# waiting in gunicorn's own unbounded queue of accepted connections for a free thread.
 threads = 64
 # A worker that stops answering gunicorn's heartbeat this long is killed and replaced.
 timeout = 60
