@@ -46,17 +46,25 @@ def find_root(data_dir: str | Path) -> Path:
     )
 
 
-def _sources_by_path(data_dir: Path) -> dict[Path, str]:
-    for folder in (data_dir, *data_dir.parents):
-        table = folder / "sources.csv"
+def sources_table(folder: Path) -> Path | None:
+    """The nearest ``sources.csv`` in ``folder`` or a folder above it."""
+    for candidate in (folder, *folder.parents):
+        table = candidate / "sources.csv"
         if table.is_file():
-            with table.open(newline="") as handle:
-                return {
-                    (folder / row["file"]).resolve(): row["source"]
-                    for row in csv.DictReader(handle)
-                    if row.get("file") and row.get("source")
-                }
-    return {}
+            return table
+    return None
+
+
+def _sources_by_path(data_dir: Path) -> dict[Path, str]:
+    table = sources_table(data_dir)
+    if table is None:
+        return {}
+    with table.open(newline="") as handle:
+        return {
+            (table.parent / row["file"]).resolve(): row["source"]
+            for row in csv.DictReader(handle)
+            if row.get("file") and row.get("source")
+        }
 
 
 def source_from_name(path: Path) -> str:

@@ -39,7 +39,7 @@ from training.calibration import calibrate  # noqa: E402
 from training.augment import AugmentConfig  # noqa: E402
 from training.distribute import STRATEGIES, make_strategy  # noqa: E402
 from training.data import SkipLog, class_weights, make_dataset  # noqa: E402
-from training.layout import Example, LayoutError, find_root, list_split  # noqa: E402
+from training.layout import Example, LayoutError, find_root, list_split, sources_table  # noqa: E402
 
 CHECKPOINT = "checkpoint.keras"
 STATE = "state.json"
@@ -119,12 +119,8 @@ def repeat_sources(examples: list[Example], repeats: list) -> list[Example]:
 
 
 def sources_digest(data_dir: str) -> str | None:
-    root = find_root(data_dir)
-    for folder in (root, *root.parents):
-        table = folder / "sources.csv"
-        if table.is_file():
-            return hashlib.sha256(table.read_bytes()).hexdigest()
-    return None
+    table = sources_table(find_root(data_dir))
+    return None if table is None else hashlib.sha256(table.read_bytes()).hexdigest()
 
 
 def prepare_run_dir(args: argparse.Namespace) -> Path:
