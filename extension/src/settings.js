@@ -9,8 +9,9 @@ export const DEFAULTS = {
   maxLocalMegapixels: 16,
 };
 
-export async function loadSettings() {
-  return { ...DEFAULTS, ...(await chrome.storage.local.get(DEFAULTS)) };
+// Given an object, storage.get fills in its values for the keys never saved.
+export function loadSettings() {
+  return chrome.storage.local.get(DEFAULTS);
 }
 
 export function serverAllowed(settings) {
