@@ -3,9 +3,11 @@
     python -m training.train DATA_DIR --backbone efficientnet_lite0 \\
         --image-size 224 --epochs 5 --batch-size 32 --out runs/lite0
 
-Two phases, after keras-io's transfer-learning guide: ``--head-epochs`` with
-the base frozen, then the top ``--unfreeze`` fraction of the base trained at
-``--fine-tune-lr``. BatchNorm stays in inference mode throughout. A checkpoint
+With pretrained weights, two phases after keras-io's transfer-learning
+guide: ``--head-epochs`` with the base frozen, then the top ``--unfreeze``
+fraction of the base trained at ``--fine-tune-lr``, BatchNorm staying in
+inference mode throughout. From scratch (no base weights; see ``--weights``) every layer,
+BatchNorm included, trains from the first epoch. A checkpoint
 (weights and optimizer state) is written after every epoch; ``--resume``
 continues an interrupted run from it. At the end the model is calibrated on
 ``valid`` (temperature, and the threshold for ``--target-fpr`` false
