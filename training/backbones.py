@@ -163,9 +163,8 @@ def freeze_base(model: keras.Model) -> None:
     base_of(model).trainable = False
 
 
-def unfreeze_top(model: keras.Model, fraction: float, train_batchnorm: bool = False) -> None:
-    """Unfreeze the top ``fraction`` of the base's layers, BatchNorm excepted
-    unless ``train_batchnorm`` (training from scratch).
+def unfreeze_top(model: keras.Model, fraction: float) -> None:
+    """Unfreeze the top ``fraction`` of the base's layers, BatchNorm excepted.
 
     Keras 3 was seen updating BatchNorm statistics during fine-tuning even
     with the base called with training=False; a non-trainable BatchNorm
@@ -175,4 +174,4 @@ def unfreeze_top(model: keras.Model, fraction: float, train_batchnorm: bool = Fa
     base.trainable = True
     cut = int(len(base.layers) * (1.0 - fraction))
     for index, layer in enumerate(base.layers):
-        layer.trainable = index >= cut and (train_batchnorm or not isinstance(layer, layers.BatchNormalization))
+        layer.trainable = index >= cut and not isinstance(layer, layers.BatchNormalization)

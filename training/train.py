@@ -206,9 +206,8 @@ def train(args: argparse.Namespace) -> Path:
         else:
             keras.utils.set_random_seed(args.seed)
             model = backbones.build_model(args.backbone, args.image_size, weights_source, train_batchnorm=scratch)
-            if scratch:
-                backbones.unfreeze_top(model, 1.0, train_batchnorm=True)
-            else:
+            # A fresh model is trainable throughout, as training from scratch needs.
+            if not scratch:
                 backbones.freeze_base(model)
             compile_for(model, args.lr)
 
