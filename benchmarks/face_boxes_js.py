@@ -36,18 +36,11 @@ import numpy as np
 from PIL import Image
 
 from face_crop_gain import backgrounds, sample, scene
-from training.faces import Box, crop_box, default_finder
+from training.faces import Box, crop_box, default_finder, iou
 from training.preprocess import load_image
 
 ROOT = Path(__file__).resolve().parent.parent
 EXTENSION = ROOT / "extension"
-
-
-def iou(a: Box, b: Box) -> float:
-    width = max(0, min(a.x + a.width, b.x + b.width) - max(a.x, b.x))
-    height = max(0, min(a.y + a.height, b.y + b.height) - max(a.y, b.y))
-    inter = width * height
-    return inter / (a.width * a.height + b.width * b.height - inter)
 
 
 def js_boxes(site: Path, names: list[str]) -> list[Box | None]:

@@ -19,7 +19,7 @@ from conftest import encode, face_like
 from server import create_app
 from training.bundle import load_bundle
 from training.explain import GradCam, render_png
-from training.faces import FACE_FRACTION, Box, crop, crop_box, default_finder
+from training.faces import FACE_FRACTION, Box, crop, crop_box, default_finder, iou
 from training.preprocess import to_model_input
 
 FACE = np.asarray(Image.open(Path(__file__).parent / "data" / "astronaut_face.jpg").convert("RGB"))
@@ -35,13 +35,6 @@ def scene() -> np.ndarray:
     left, top = PASTED_AT
     pixels[top : top + FACE.shape[0], left : left + FACE.shape[1]] = FACE
     return pixels
-
-
-def iou(a: Box, b: Box) -> float:
-    width = max(0, min(a.x + a.width, b.x + b.width) - max(a.x, b.x))
-    height = max(0, min(a.y + a.height, b.y + b.height) - max(a.y, b.y))
-    inter = width * height
-    return inter / (a.width * a.height + b.width * b.height - inter)
 
 
 def box_of(body: dict) -> Box:

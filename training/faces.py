@@ -147,5 +147,13 @@ def whole_image_box(width: int, height: int) -> Box:
     return Box((width - side) // 2, (height - side) // 2, side, side)
 
 
+def iou(a: Box, b: Box) -> float:
+    """Intersection over union of two boxes: how well a found box matches another."""
+    width = max(0, min(a.x + a.width, b.x + b.width) - max(a.x, b.x))
+    height = max(0, min(a.y + a.height, b.y + b.height) - max(a.y, b.y))
+    inter = width * height
+    return inter / (a.width * a.height + b.width * b.height - inter)
+
+
 def crop(pixels: np.ndarray, box: Box) -> np.ndarray:
     return pixels[box.y : box.y + box.height, box.x : box.x + box.width]
