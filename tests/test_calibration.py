@@ -1,5 +1,6 @@
 """Temperature scaling, threshold choice and folding T into a model."""
 
+import keras
 import numpy as np
 import pytest
 
@@ -73,6 +74,7 @@ def test_threshold_by_hand():
 
 
 def _tiny_model_with_spread():
+    keras.utils.set_random_seed(0)
     model = build_model("tiny", TINY_SIZE)
     # Bigger final weights give the untrained model a spread of probabilities to calibrate.
     layer = model.get_layer("probabilities")
@@ -116,5 +118,6 @@ def test_calibrate_folds_and_records_in_metadata(tmp_path):
     assert summary["false_positive_rate"] <= 0.1
     # The folded model now gives the calibrated probabilities, and the threshold holds for them.
     after = score_examples(bundle, examples, batch_size=8)
-    np.testing.assert_allclose(after.p_fake, sigmoid(before.logits / result.temperature), atol=1e-6)
+    # The network computes in float32: logits of tens carry errors of a few 1e-6 in P(fake).
+    np.testing.assert_allclose(after.p_fake, sigmoid(before.logits / result.temperature), atol=1e-5)
     assert (after.p_fake[after.labels == 0] >= meta.threshold).mean() <= 0.1
