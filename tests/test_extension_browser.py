@@ -15,6 +15,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 from conftest import encode, face_like
@@ -73,6 +74,7 @@ def drive(browser, site: Path, checks: list[dict], **options) -> dict:
 
 def _trained_tiny_model(size: int):
     """A few epochs on real and checkered "fake" images: probabilities far apart, BatchNorm statistics non-trivial."""
+    keras.utils.set_random_seed(0)  # the same weights in every run
     model = build_model("tiny", size)
     images = np.stack([face_like(seed, size=size, fake=seed % 2 == 1) for seed in range(100, 132)]).astype(np.float32)
     labels = np.arange(100, 132) % 2
