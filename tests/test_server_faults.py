@@ -114,7 +114,11 @@ def test_worker_killed_mid_request_is_replaced_and_the_next_request_succeeds(gun
         os.kill(worker, signal.SIGKILL)
         in_flight.settimeout(DEADLINE_S)
         try:
-            assert in_flight.recv(200) == b""  # the connection dies with the worker, unanswered
+            answer = in_flight.recv(200)
+            # Killed while reading it, the worker takes the connection down unanswered. If the kill
+            # came before the worker accepted it, the connection waits in the master's listening
+            # socket and the replacement answers the half-sent body with a 400: never a hang.
+            assert answer == b"" or answer.startswith(b"HTTP/1.1 400")
         except ConnectionResetError:
             pass
     finally:
