@@ -1,6 +1,6 @@
 """How the extension's face boxes compare with the server's on the same faces.
 
-The crop rule (``training/faces.py`` ``crop_box``, mirrored by
+The crop rule (``aiface/faces.py`` ``crop_box``, mirrored by
 ``extension/src/crop.js``) was measured with MTCNN's boxes; the extension
 finds faces with face-api's tiny detector, whose boxes are framed
 differently, and maps each to the MTCNN box of the same face with
@@ -36,8 +36,8 @@ import numpy as np
 from PIL import Image
 
 from face_crop_gain import backgrounds, sample, scene
-from training.faces import Box, crop_box, default_finder, iou
-from training.preprocess import load_image
+from aiface.faces import Box, crop_box, default_finder, iou
+from aiface.preprocess import load_image
 
 ROOT = Path(__file__).resolve().parent.parent
 EXTENSION = ROOT / "extension"

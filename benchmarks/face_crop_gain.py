@@ -32,13 +32,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np
 from PIL import Image
 
+from aiface.bundle import load_bundle
+from aiface.faces import Box
+from aiface.preprocess import ImageError, load_image
 from server.config import DEFAULTS
 from server.detector import Detector
 from training import metrics
-from training.bundle import load_bundle
-from training.faces import Box
 from training.layout import list_split
-from training.preprocess import ImageError, load_image
 
 CHUNK = 16
 

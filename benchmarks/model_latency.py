@@ -20,7 +20,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from training.bundle import load_bundle  # noqa: E402
+from aiface.bundle import load_bundle  # noqa: E402
 
 
 def main() -> None:

@@ -15,11 +15,11 @@ import click
 from flask import Flask, Request
 from flask_cors import CORS
 
+from aiface.bundle import ModelLoadError
 from server import config as settings
 from server import admission, errors
 from server.api import EXTENSION_KEY, bp
 from server.detector import Detector
-from training.bundle import ModelLoadError
 
 
 class StartupError(click.ClickException):

@@ -9,9 +9,9 @@ from pathlib import Path
 
 from flask import Blueprint, current_app, jsonify, request
 
+from aiface.preprocess import ImageError
 from server.detector import Detection, Detector
 from server.errors import ApiError, error_body, image_error_status
-from training.preprocess import ImageError
 
 bp = Blueprint("api", __name__)
 

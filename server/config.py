@@ -36,7 +36,7 @@ DEFAULTS = {
     "MAX_IN_FLIGHT": 32,
     # A request whose inference has not finished by then gets a 503.
     "INFERENCE_TIMEOUT_S": 30.0,
-    # Find faces and score each face's crop (training/faces.py); the whole
+    # Find faces and score each face's crop (aiface/faces.py); the whole
     # image is scored only when no face is found.
     "FACE_DETECTION": True,
     # "local" runs the model in this process; "tfserving" sends each

@@ -7,14 +7,13 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 
 import numpy as np
-import tensorflow as tf
 
+from aiface.bundle import Bundle, load_bundle
+from aiface.explain import GradCam, render_png
+from aiface.faces import Box, crop, crop_box, default_finder, whole_image_box
+from aiface.preprocess import ImageError, load_image, to_model_input
 from server.batcher import MicroBatcher
 from server.tfserving import TFServing, load_metadata
-from training.bundle import Bundle, load_bundle
-from training.explain import GradCam, render_png
-from training.faces import Box, crop, crop_box, default_finder, whole_image_box
-from training.preprocess import ImageError, load_image, to_model_input
 
 # Largest side of an explanation PNG: the map has 7 x 7 cells, more pixels add
 # nothing but bytes; the client stretches it over its box.
@@ -72,6 +71,9 @@ class Detector:
             else None
         )
         if bundle is not None:
+            # Only a model run here needs TensorFlow (not MODEL_BACKEND=tfserving).
+            import tensorflow as tf
+
             # One trace for every batch size: model.predict_on_batch retraces for
             # each new batch size it meets, which costs seconds on a real backbone.
             self._serve = tf.function(
@@ -104,7 +106,7 @@ class Detector:
         if self._remote is not None:
             return self._remote.predict_fake(batch)
         # model.predict would build a tf.data pipeline for every call.
-        return self._serve(tf.constant(batch, tf.float32)).numpy()[:, 1].astype(np.float64)
+        return self._serve(np.asarray(batch, np.float32)).numpy()[:, 1].astype(np.float64)
 
     def _predict(self, inputs: list[np.ndarray]) -> list[float]:
         if not inputs:
@@ -139,7 +141,7 @@ class Detector:
         return self._gradcam is not None
 
     def explain(self, detection: Detection) -> Explanation:
-        """Grad-CAM of the region that decided ``detection`` (training/explain.py)."""
+        """Grad-CAM of the region that decided ``detection`` (aiface/explain.py)."""
         if self._gradcam is None or detection.region_input is None:
             raise ValueError("explanations need the model in this process")
         fake = detection.probability_fake >= self.metadata.threshold
@@ -165,7 +167,7 @@ class Detector:
         )
 
     def detect(self, data: bytes) -> Detection:
-        """Score encoded image bytes; raises training.preprocess.ImageError for bad input."""
+        """Score encoded image bytes; raises aiface.preprocess.ImageError for bad input."""
         result = self.detect_many([data])[0]
         if isinstance(result, ImageError):
             raise result

@@ -7,11 +7,11 @@ import functools
 from flask import Flask, current_app, jsonify
 from werkzeug.exceptions import HTTPException
 
+from aiface.preprocess import ImageError
 from server.admission import Busy
 from server.batcher import QueueFull
 from server.detector import InferenceTimeout
 from server.tfserving import BackendUnavailable
-from training.preprocess import ImageError
 
 # Every ImageError code is the client's fault; only its size problem is not a 400.
 IMAGE_ERROR_STATUS = {"too_large": 413}

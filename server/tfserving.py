@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from training.bundle import Metadata, ModelLoadError, metadata_path
+from aiface.bundle import Metadata, metadata_path, read_metadata
 
 # Pixel values in [0, 255] sent with four decimals: a quarter of the JSON of
 # full float64 digits, and 5e-5 of a grey level is far below what changes a score.
@@ -37,13 +37,7 @@ class BackendUnavailable(RuntimeError):
 def load_metadata(path: str | Path) -> Metadata:
     """Metadata from an export folder (its metadata.json), a NAME.json, or the JSON beside NAME.keras."""
     path = Path(path)
-    meta_file = path / METADATA_FILE if path.is_dir() else metadata_path(path)
-    if not meta_file.is_file():
-        raise ModelLoadError(f"model metadata {meta_file} does not exist")
-    try:
-        return Metadata.from_json(json.loads(meta_file.read_text()))
-    except (ValueError, TypeError) as error:
-        raise ModelLoadError(f"model metadata {meta_file} is unreadable: {error}") from None
+    return read_metadata(path / METADATA_FILE if path.is_dir() else metadata_path(path))
 
 
 class TFServing:

@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from aiface.bundle import Bundle, Metadata, save_bundle
 from server import create_app
 from training.backbones import build_model
-from training.bundle import Bundle, Metadata, save_bundle
 
 TINY_SIZE = 32
 

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from conftest import TINY_SIZE, encode, face_like
+from aiface.bundle import Bundle, Metadata
 from training import metrics
 from training.backbones import build_model
-from training.bundle import Bundle, Metadata
 from training.calibration import (
     calibrate,
     fit_temperature,

@@ -22,13 +22,13 @@ from conftest import encode, face_like
 from test_faces import EXPECTED_FACE, iou, scene
 from werkzeug.serving import make_server
 
+from aiface.bundle import Bundle, Metadata, load_bundle, save_bundle
+from aiface.faces import Box, crop, crop_box
+from aiface.preprocess import preprocess, to_model_input
 from server import create_app
 from training.backbones import build_model
-from training.bundle import Bundle, Metadata, load_bundle, save_bundle
 from training.export_tfjs import export_tfjs
-from training.faces import Box, crop, crop_box
 from training.layout import list_split
-from training.preprocess import preprocess, to_model_input
 
 ROOT = Path(__file__).resolve().parent.parent
 EXTENSION = ROOT / "extension"

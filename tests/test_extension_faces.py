@@ -1,4 +1,4 @@
-"""extension/src/crop.js frames a face exactly as training.faces.crop_box does."""
+"""extension/src/crop.js frames a face exactly as aiface.faces.crop_box does."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from training.faces import Box, crop_box
+from aiface.faces import Box, crop_box
 
 CROP_JS = Path(__file__).resolve().parent.parent / "extension" / "src" / "crop.js"
 # Reads [[face, width, height], ...] as JSON from stdin, writes the crops.

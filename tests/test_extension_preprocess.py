@@ -1,4 +1,4 @@
-"""extension/src/preprocess.js computes the same model input as training.preprocess, bit for bit."""
+"""extension/src/preprocess.js computes the same model input as aiface.preprocess, bit for bit."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from training.preprocess import composite_on_white, to_model_input
+from aiface.preprocess import composite_on_white, to_model_input
 
 PREPROCESS_JS = Path(__file__).resolve().parent.parent / "extension" / "src" / "preprocess.js"
 # Reads RGBA bytes from stdin, writes the float32 model input to stdout.

@@ -16,11 +16,11 @@ import pytest
 from PIL import Image
 
 from conftest import encode, face_like
+from aiface.bundle import load_bundle
+from aiface.explain import GradCam, render_png
+from aiface.faces import FACE_FRACTION, Box, crop, crop_box, default_finder, iou
+from aiface.preprocess import to_model_input
 from server import create_app
-from training.bundle import load_bundle
-from training.explain import GradCam, render_png
-from training.faces import FACE_FRACTION, Box, crop, crop_box, default_finder, iou
-from training.preprocess import to_model_input
 
 FACE = np.asarray(Image.open(Path(__file__).parent / "data" / "astronaut_face.jpg").convert("RGB"))
 FACE_IN_CROP = Box(40, 42, 85, 111)

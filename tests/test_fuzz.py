@@ -28,8 +28,8 @@ from PIL import Image
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from conftest import face_like
+from aiface.preprocess import MIN_SIDE, ImageError, load_image
 from server import create_app
-from training.preprocess import MIN_SIDE, ImageError, load_image
 
 EXAMPLES = int(os.environ.get("AIFACE_FUZZ_EXAMPLES", "0"))
 LONG_RUN = EXAMPLES > 0

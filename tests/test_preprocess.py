@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from conftest import encode, face_like
-from training.preprocess import (
+from aiface.preprocess import (
     ImageError,
     center_square,
     composite_on_white,

@@ -12,10 +12,10 @@ import pytest
 from PIL import Image
 
 from conftest import encode, face_like
+from aiface.bundle import metadata_path
+from aiface.preprocess import composite_on_white
 from server import create_app
 from server.detector import InferenceTimeout
-from training.bundle import metadata_path
-from training.preprocess import composite_on_white
 
 
 def detect_raw(client, data: bytes, content_type: str = "image/png"):
@@ -56,7 +56,7 @@ def test_detect_multipart_gives_the_same_score_as_raw_bytes(client):
 
 
 def test_score_matches_the_model_on_shared_preprocessing(client, app):
-    from training.preprocess import preprocess
+    from aiface.preprocess import preprocess
 
     data = encode(photo(seed=5))
     bundle = app.extensions["aiface_detector"].bundle

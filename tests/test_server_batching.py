@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from conftest import HeldModel, encode, face_like
+from aiface.preprocess import to_model_input
 from server import create_app
 from server.batcher import MicroBatcher
-from training.preprocess import to_model_input
 
 
 def test_waiting_requests_share_one_forward_pass():

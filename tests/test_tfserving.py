@@ -9,8 +9,11 @@ from __future__ import annotations
 import io
 import json
 import socket
+import subprocess
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -154,6 +157,27 @@ def test_tfserving_down_is_a_503_that_says_so(export_dir):
     assert response.headers["Retry-After"] == "1"
     assert response.json["error"]["code"] == "backend_unavailable"
     assert f"TensorFlow Serving at {url} is unreachable" in response.json["error"]["message"]
+
+
+SERVE_WITHOUT_KERAS = """
+import sys
+from server import create_app
+app = create_app({"MODEL_PATH": sys.argv[1], "MODEL_BACKEND": "tfserving", "TFSERVING_URL": sys.argv[2],
+                  "TFSERVING_TIMEOUT_S": 10, "FACE_DETECTION": False})
+status = app.test_client().post("/v1/detect", data=sys.stdin.buffer.read(), content_type="image/png").status_code
+print(status, sorted({"keras", "tensorflow", "matplotlib", "training"} & set(sys.modules)))
+"""
+
+
+def test_tfserving_mode_loads_neither_keras_nor_the_training_package(export_dir):
+    # The service imports only the core (aiface); with the model on TF Serving
+    # (and no face finder, whose MTCNN runs on TensorFlow) nothing heavy is loaded.
+    result = subprocess.run(
+        [sys.executable, "-c", SERVE_WITHOUT_KERAS, str(export_dir), closed_port_url()],
+        input=encode(face_like(1)), capture_output=True, cwd=Path(__file__).resolve().parent.parent, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    assert result.stdout.decode().split() == ["503", "[]"]
 
 
 def test_tfserving_error_is_a_503_with_its_status(export_dir):

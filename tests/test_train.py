@@ -6,9 +6,9 @@ import sys
 import numpy as np
 import pytest
 
+from aiface.bundle import load_bundle
 from training import backbones
 from training.augment import augment
-from training.bundle import load_bundle
 from training.data import SkipLog, class_weights, make_dataset
 from training.layout import list_split
 from training.train import main

@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Callable
 
 import keras
-from keras import layers, ops
+from keras import layers
 
+from aiface.layers import RGBToBGR
 from training.efficientnet_lite import LAST_CONV_LAYER as LITE0_LAST_CONV
 from training.efficientnet_lite import efficientnet_lite0
 
@@ -28,14 +29,6 @@ CLASS_NAMES = ("real", "fake")
 
 class BackboneError(ValueError):
     """An unknown backbone or unusable weights."""
-
-
-@keras.saving.register_keras_serializable(package="aiface")
-class RGBToBGR(layers.Layer):
-    """ResNet50's ImageNet weights expect BGR input."""
-
-    def call(self, inputs):
-        return ops.flip(inputs, axis=-1)
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
+from aiface.bundle import Bundle
 from training import metrics
 from training.backbones import PROBABILITIES_LAYER
-from training.bundle import Bundle
 from training.layout import Example
 from training.scoring import score_examples
 

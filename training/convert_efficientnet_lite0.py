@@ -90,7 +90,7 @@ def photo(name: str) -> np.ndarray:
     """A scikit-image sample photo (CC0) through the project's own preprocessing."""
     from skimage import data
 
-    from training.preprocess import preprocess
+    from aiface.preprocess import preprocess
 
     return preprocess(Path(data.data_dir) / f"{name}.png", SIZE).round().astype(np.uint8)
 

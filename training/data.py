@@ -1,6 +1,6 @@
 """Streaming labelled images into training batches with tf.data.
 
-Images are decoded one by one by ``training.preprocess`` (the same code the
+Images are decoded one by one by ``aiface.preprocess`` (the same code the
 server runs) inside the pipeline, never all loaded at once. A file that cannot
 be read is dropped from the batch and recorded in a ``SkipLog``; training goes
 on.
@@ -17,9 +17,9 @@ from typing import Sequence
 import numpy as np
 import tensorflow as tf
 
+from aiface.preprocess import ImageError, load_image, to_model_input
 from training.augment import AugmentConfig, augment
 from training.layout import Example
-from training.preprocess import ImageError, load_image, to_model_input
 
 
 class SkipLog:

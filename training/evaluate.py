@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from aiface.bundle import Bundle, ModelLoadError, load_bundle
 from training import metrics
-from training.bundle import Bundle, ModelLoadError, load_bundle
 from training.launder import LAUNDER_QUALITY, LAUNDER_SIZE, downscale, jpeg_recompress, launder
 from training.layout import SPLITS, LayoutError, list_split
 from training.report import SUBSET_140K, markdown, number, plot_reliability, plot_roc

@@ -4,7 +4,7 @@
 
 Writes ``OUT_DIR/N/`` (TF Serving's numbered version folder, 1 by default)
 with one signature, ``serving_default``: input ``image``, float32
-``[None, S, S, 3]`` with values in [0, 255] from ``training.preprocess``
+``[None, S, S, 3]`` with values in [0, 255] from ``aiface.preprocess``
 (the network normalises its own input), output ``probabilities``
 ``[None, 2]`` = [P(real), P(fake)], already calibrated. ``OUT_DIR/metadata.json``
 is the bundle's metadata (input size, threshold, names); TF Serving ignores
@@ -29,7 +29,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from training.bundle import Bundle, ModelLoadError, load_bundle  # noqa: E402
+from aiface.bundle import Bundle, ModelLoadError, load_bundle  # noqa: E402
 from training.staging import staged_folder  # noqa: E402
 
 SIGNATURE = "serving_default"

@@ -19,7 +19,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from training.bundle import Bundle, ModelLoadError, load_bundle  # noqa: E402
+from aiface.bundle import Bundle, ModelLoadError, load_bundle  # noqa: E402
 from training.fold_batchnorm import FoldError, fold_batchnorm, verify_folded  # noqa: E402
 from training.staging import staged_folder  # noqa: E402
 

@@ -1,6 +1,6 @@
 """Scoring labelled images with a model bundle, in batches.
 
-Images go through the shared preprocessing (``training.preprocess``), after
+Images go through the shared preprocessing (``aiface.preprocess``), after
 an optional pixel transform (laundering, ``training.launder``) applied to the
 decoded image as a user's copy would have been. Decoding runs in a thread
 pool one batch ahead of the model (Pillow and numpy release the GIL for most
@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from training.bundle import Bundle
+from aiface.bundle import Bundle
+from aiface.preprocess import load_image, to_model_input
 from training.layout import Example
-from training.preprocess import load_image, to_model_input
 
 Transform = Callable[[np.ndarray], np.ndarray]
 # Smallest positive float32: softmax outputs that underflowed to 0 still give a finite logit.

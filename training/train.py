@@ -36,7 +36,7 @@ warnings.filterwarnings("ignore", message="Your input ran out of data")
 warnings.filterwarnings("ignore", message="`shuffle=True` was passed")
 
 from training import backbones  # noqa: E402
-from training.bundle import Bundle, Metadata, ModelLoadError, save_bundle  # noqa: E402
+from aiface.bundle import Bundle, Metadata, ModelLoadError, save_bundle  # noqa: E402
 from training.calibration import calibrate  # noqa: E402
 from training.augment import AugmentConfig  # noqa: E402
 from training.distribute import STRATEGIES, make_strategy  # noqa: E402

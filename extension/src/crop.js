@@ -1,4 +1,4 @@
-// Framing a face like the training images: the mirror of training/faces.py
+// Framing a face like the training images: the mirror of aiface/faces.py
 // crop_box, integer for integer (tests/test_extension_faces.py).
 
 export const FACE_FRACTION = 0.72;

@@ -9,7 +9,7 @@ import * as faceapi from '@vladmandic/face-api/dist/face-api.esm-nobundle.js';
 export const DETECT_MAX_SIDE = 1024;
 const INPUT_SIZE = 416;
 const MIN_SCORE = 0.5;
-// As training/faces.py: a smaller face crops below the model's minimum side.
+// As aiface/faces.py: a smaller face crops below the model's minimum side.
 const MIN_FACE_SIDE = 24;
 const MAX_FACES = 8;
 // The border added on each side, as a fraction of the image's longer side.

@@ -1,4 +1,4 @@
-// The JavaScript mirror of training/preprocess.py, steps 3 to 6: alpha over
+// The JavaScript mirror of aiface/preprocess.py, steps 3 to 6: alpha over
 // white, centred square, separable triangle resize in float64, float32.
 // It must match the Python bit for bit (tests/test_extension_preprocess.py),
 // so every sum runs in the same order as the documented convention.
@@ -83,7 +83,7 @@ function centerSquare(rgb, width, height) {
 }
 
 // RGBA pixels of a decoded image -> model input: (size, size, 3) float32 in
-// [0, 255], row-major, exactly as training.preprocess.to_model_input.
+// [0, 255], row-major, exactly as aiface.preprocess.to_model_input.
 export function toModelInput(rgba, width, height, size) {
   const { square, side } = centerSquare(rgbaToRgb(rgba, width, height), width, height);
   const horizontal = resizeAxis(square, side, side, size, 1);

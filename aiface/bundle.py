@@ -7,6 +7,11 @@ threshold), so that every runtime reports the same calibrated
 final Dense layer when it is fitted (``training.calibration``), so the
 stored network's softmax is already calibrated; the JSON records it for
 users and reports.
+
+The metadata part (``Metadata``, ``metadata_path``, ``read_metadata``) needs
+neither Keras nor TensorFlow, so that the service in TF Serving mode does not
+load them; ``load_bundle`` imports Keras (and registers our layers,
+``aiface.layers``) only when it loads a model.
 """
 
 from __future__ import annotations
@@ -15,16 +20,18 @@ import json
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import keras
 import numpy as np
 
-# Registers the custom layers before any model is deserialised.
-from training import backbones  # noqa: F401
+if TYPE_CHECKING:
+    import keras
 
+# The model's two outputs, in order.
+CLASS_NAMES = ("real", "fake")
 PREPROCESSING = (
     "decode, EXIF orientation, 8-bit RGB (alpha over white), centred square crop, "
-    "antialiased triangle resize to image_size, float32 in [0, 255] (training/preprocess.py)"
+    "antialiased triangle resize to image_size, float32 in [0, 255] (aiface/preprocess.py)"
 )
 
 
@@ -42,7 +49,7 @@ class Metadata:
     threshold: float = 0.5
     target_fpr: float | None = None
     preprocessing: str = PREPROCESSING
-    class_names: tuple[str, ...] = backbones.CLASS_NAMES
+    class_names: tuple[str, ...] = CLASS_NAMES
     metrics: dict = field(default_factory=dict)
     training: dict = field(default_factory=dict)
 
@@ -54,7 +61,7 @@ class Metadata:
     @classmethod
     def from_json(cls, data: dict) -> "Metadata":
         known = {key: data[key] for key in cls.__dataclass_fields__ if key in data}
-        known["class_names"] = tuple(known.get("class_names", backbones.CLASS_NAMES))
+        known["class_names"] = tuple(known.get("class_names", CLASS_NAMES))
         return cls(**known)
 
 
@@ -71,6 +78,16 @@ class Bundle:
 
 def metadata_path(model_path: str | Path) -> Path:
     return Path(model_path).with_suffix(".json")
+
+
+def read_metadata(meta_file: Path, missing_hint: str = "") -> Metadata:
+    """The Metadata in a JSON file, or ModelLoadError saying why not."""
+    if not meta_file.is_file():
+        raise ModelLoadError(f"model metadata {meta_file} does not exist{missing_hint}")
+    try:
+        return Metadata.from_json(json.loads(meta_file.read_text()))
+    except (ValueError, TypeError) as error:
+        raise ModelLoadError(f"model metadata {meta_file} is unreadable: {error}") from None
 
 
 def save_bundle(bundle: Bundle, path: str | Path, overwrite: bool = False) -> Path:
@@ -95,13 +112,11 @@ def load_bundle(path: str | Path) -> Bundle:
         path = candidates[0]
     if not path.is_file():
         raise ModelLoadError(f"model file {path} does not exist")
-    meta_file = metadata_path(path)
-    if not meta_file.is_file():
-        raise ModelLoadError(f"model metadata {meta_file} does not exist (it is written beside the .keras file)")
-    try:
-        metadata = Metadata.from_json(json.loads(meta_file.read_text()))
-    except (ValueError, TypeError) as error:
-        raise ModelLoadError(f"model metadata {meta_file} is unreadable: {error}") from None
+    metadata = read_metadata(metadata_path(path), " (it is written beside the .keras file)")
+    import keras
+
+    import aiface.layers  # noqa: F401  (registers our layers before the model is deserialised)
+
     try:
         model = keras.models.load_model(path, compile=False)
     except (OSError, ValueError, TypeError, KeyError, zipfile.BadZipFile) as error:

@@ -40,7 +40,7 @@ FACE_BELOW_CENTRE = 0.04
 # to judge anyway.
 DETECT_MAX_SIDE = 1024
 # The face box's longer side in the image's pixels; its crop is then at least
-# 33 px, above training.preprocess.MIN_SIDE. Filtered after detection: MTCNN's
+# 33 px, above aiface.preprocess.MIN_SIDE. Filtered after detection: MTCNN's
 # own min_face_size changes its image pyramid, and other values than its
 # default of 20 px were seen missing an 85 px face.
 MIN_FACE_SIDE = 24
@@ -142,7 +142,7 @@ def crop_box(face: Box, width: int, height: int) -> Box:
 
 
 def whole_image_box(width: int, height: int) -> Box:
-    """The centred square that ``training.preprocess`` scores when there is no face."""
+    """The centred square that ``aiface.preprocess`` scores when there is no face."""
     side = min(width, height)
     return Box((width - side) // 2, (height - side) // 2, side, side)
 

@@ -13,31 +13,71 @@ What it does not show: which pixels are "fake". The map is as coarse as the
 feature map (7 x 7 cells for a 224 px model, upsampled smoothly), it shows
 evidence for a verdict that may itself be wrong, and it is as meaningful for
 a real photo called real as for a fake one.
+
+Rendering the overlay needs only numpy and Pillow; Keras and TensorFlow are
+imported when a ``GradCam`` is made.
 """
 
 from __future__ import annotations
 
 import io
+from typing import TYPE_CHECKING
 
-import keras
 import numpy as np
-import tensorflow as tf
-from matplotlib import colormaps
 from PIL import Image
 
-from training.backbones import base_of
+if TYPE_CHECKING:
+    import keras
 
 # Opacity of the strongest evidence; weak evidence fades to transparent, so
 # the image stays visible under the overlay.
 MAX_ALPHA = 0.6
-COLORMAP = "inferno"
+# matplotlib's "inferno" sampled every 16 levels (and at 255), as 8-bit RGB;
+# linear between them it is within 6 of matplotlib's 256 colours, so that
+# serving needs no plotting library.
+INFERNO = (
+    (0, 0, 3),
+    (10, 7, 35),
+    (32, 12, 74),
+    (60, 9, 101),
+    (87, 15, 109),
+    (112, 25, 110),
+    (137, 34, 105),
+    (163, 43, 97),
+    (187, 55, 84),
+    (209, 70, 67),
+    (228, 90, 49),
+    (241, 114, 29),
+    (249, 142, 8),
+    (251, 172, 16),
+    (248, 203, 52),
+    (241, 233, 104),
+    (252, 254, 164),
+)
+INFERNO_LEVELS = (*range(0, 256, 16), 255)
+
+
+def _colour_table() -> np.ndarray:
+    """(256, 3) uint8: the colour of each heat level."""
+    anchors = np.asarray(INFERNO, np.float64)
+    levels = np.arange(256)
+    channels = [np.interp(levels, INFERNO_LEVELS, anchors[:, channel]) for channel in range(3)]
+    return np.round(np.stack(channels, axis=1)).astype(np.uint8)
+
+
+COLOURS = _colour_table()
 
 
 class GradCam:
     """Grad-CAM maps of a classifier built by ``training.backbones.build_model``."""
 
     def __init__(self, model: keras.Model):
-        base = base_of(model)
+        import keras
+        import tensorflow as tf
+
+        # The convolutional base: the classifier's first nested model (as
+        # ``training.backbones.base_of`` finds it).
+        base = next(layer for layer in model.layers if isinstance(layer, keras.Model))
         layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
         split = layers.index(base)
         before, after, final = layers[:split], layers[split + 1 : -1], layers[-1]
@@ -72,8 +112,8 @@ class GradCam:
         ``model_input``: one (size, size, 3) input; ``fake``: explain a "fake"
         verdict (else a "real" one).
         """
-        sign = tf.constant(1.0 if fake else -1.0)
-        cam = self._forward(tf.constant(model_input[None], tf.float32), sign).numpy().astype(np.float64)
+        sign = np.float32(1.0 if fake else -1.0)
+        cam = self._forward(np.asarray(model_input[None], np.float32), sign).numpy().astype(np.float64)
         peak = cam.max()
         if not np.isfinite(peak) or peak <= 0:
             return np.zeros(cam.shape, np.float32)
@@ -85,8 +125,8 @@ def render_png(heatmap: np.ndarray, width: int, height: int) -> bytes:
     """The map upsampled (bilinear) to width x height as an RGBA overlay PNG."""
     levels = np.round(heatmap * 255).astype(np.uint8)
     scaled = np.asarray(Image.fromarray(levels).resize((width, height), Image.BILINEAR))
-    rgba = colormaps[COLORMAP](scaled, bytes=True)
-    rgba[:, :, 3] = np.round(scaled.astype(np.float64) * MAX_ALPHA).astype(np.uint8)
+    alpha = np.round(scaled.astype(np.float64) * MAX_ALPHA).astype(np.uint8)
+    rgba = np.concatenate([COLOURS[scaled], alpha[:, :, None]], axis=2)
     buffer = io.BytesIO()
     Image.fromarray(rgba).save(buffer, format="PNG", optimize=False)
     return buffer.getvalue()
