@@ -10,6 +10,7 @@ from pathlib import Path
 from flask import Blueprint, current_app, jsonify, request
 
 from aiface.preprocess import ImageError
+from aiface.verdict import verdict
 from server.detector import Detection, Detector
 from server.errors import ApiError, error_body, image_error_status
 
@@ -34,6 +35,7 @@ def _result(detection: Detection) -> dict:
         "probability_fake": detection.probability_fake,
         "label": "fake" if detection.probability_fake >= metadata.threshold else "real",
         "threshold": metadata.threshold,
+        "verdict": verdict(detection.probability_fake, metadata.threshold),
         "model": {"name": metadata.name, "version": metadata.version, "backbone": metadata.backbone},
         "elapsed_ms": round(detection.elapsed_ms, 3),
         "image": {"width": detection.width, "height": detection.height},

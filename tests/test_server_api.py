@@ -14,6 +14,7 @@ from PIL import Image
 from conftest import encode, face_like
 from aiface.bundle import metadata_path
 from aiface.preprocess import composite_on_white
+from aiface.verdict import verdict
 from server import create_app
 from server.detector import InferenceTimeout
 
@@ -40,9 +41,11 @@ def test_detect_raw_bytes_returns_the_documented_result(client, tiny_model_path)
     response = detect_raw(client, encode(photo()))
     assert response.status_code == 200
     body = response.json
-    assert set(body) == {"probability_fake", "label", "threshold", "model", "elapsed_ms", "image", "faces", "scored"}
+    assert set(body) == {"probability_fake", "label", "verdict", "threshold", "model", "elapsed_ms", "image", "faces",
+                         "scored"}
     assert 0.0 <= body["probability_fake"] <= 1.0
     assert body["label"] == ("fake" if body["probability_fake"] >= body["threshold"] else "real")
+    assert body["verdict"] == verdict(body["probability_fake"], body["threshold"])
     assert body["model"] == {"name": "tiny-test", "version": "0.0.1", "backbone": "tiny"}
     assert body["image"] == {"width": 64, "height": 48}
     assert body["elapsed_ms"] > 0
@@ -72,6 +75,8 @@ def test_label_follows_the_model_threshold(tiny_model_path, tmp_path, threshold,
     metadata_path(model).write_text(json.dumps({**metadata, "threshold": threshold}))
     response = detect_raw(create_app({"MODEL_PATH": str(model)}).test_client(), encode(photo()))
     assert response.json["label"] == label
+    assert response.json["verdict"] == verdict(response.json["probability_fake"], threshold)
+    assert (response.json["verdict"] == "likely_ai") == (label == "fake")
     assert response.json["threshold"] == threshold
 
 
