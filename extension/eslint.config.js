@@ -1,0 +1,38 @@
+// ESLint's recommended rules for the extension's own code (`npm run lint`, run by .ci/run).
+import js from "@eslint/js";
+import globals from "globals";
+
+export default [
+  { ignores: ["dist/", "node_modules/", "model/", "faces/"] },
+  js.configs.recommended,
+  {
+    // The extension: a service worker, an offscreen document and injected page code.
+    files: ["src/**/*.js"],
+    languageOptions: {
+      ecmaVersion: "latest",
+      sourceType: "module",
+      globals: { ...globals.browser, ...globals.serviceworker, ...globals.webextensions },
+    },
+  },
+  {
+    // Node: the build script and the test drivers.
+    files: ["build.mjs", "eslint.config.js", "test/**/*.{js,mjs}"],
+    languageOptions: {
+      ecmaVersion: "latest",
+      sourceType: "module",
+      globals: { ...globals.node },
+    },
+  },
+  {
+    // drive.mjs hands functions to Playwright that run in the extension's pages.
+    files: ["test/drive.mjs"],
+    languageOptions: {
+      globals: { ...globals.browser, ...globals.webextensions, onContextMenuClick: "readonly" },
+    },
+  },
+  {
+    rules: {
+      "no-unused-vars": ["error", { argsIgnorePattern: "^_", caughtErrors: "none" }],
+    },
+  },
+];
