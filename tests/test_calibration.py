@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from conftest import TINY_SIZE, encode, face_like
+from helpers import TINY_SIZE, encode, face_like
 from aiface.bundle import Bundle, Metadata
 from training import metrics
 from training.backbones import build_model

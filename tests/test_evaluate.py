@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import encode, face_like
+from helpers import encode, face_like
 from training.evaluate import main
 from training.launder import downscale, jpeg_recompress, launder
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-from conftest import encode, face_like
+from helpers import encode, face_like
 from test_faces import EXPECTED_FACE, iou, scene
 from werkzeug.serving import make_server
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import encode, face_like
+from helpers import encode, face_like
 from aiface.bundle import load_bundle
 from aiface.explain import GradCam, render_png
 from aiface.faces import FACE_FRACTION, Box, crop, crop_box, default_finder, iou

@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 from PIL import Image
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from conftest import face_like
+from helpers import face_like
 from aiface.preprocess import MIN_SIDE, ImageError, load_image
 from server import create_app
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import encode, face_like
+from helpers import encode, face_like
 from aiface.preprocess import (
     ImageError,
     center_square,

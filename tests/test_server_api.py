@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import encode, face_like
+from helpers import encode, face_like
 from aiface.bundle import metadata_path
 from aiface.preprocess import composite_on_white
 from aiface.verdict import verdict

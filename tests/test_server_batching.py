@@ -7,7 +7,7 @@ import threading
 import numpy as np
 import pytest
 
-from conftest import HeldModel, encode, face_like
+from helpers import HeldModel, encode, face_like
 from aiface.preprocess import to_model_input
 from server import create_app
 from server.batcher import MicroBatcher

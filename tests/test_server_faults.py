@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import encode, face_like, free_port, wait_for
+from helpers import encode, face_like, free_port, wait_for
 
 REPO = Path(__file__).resolve().parents[1]
 THREADS = 2

@@ -11,7 +11,7 @@ import io
 import numpy as np
 import pytest
 
-from conftest import HeldModel, encode, face_like
+from helpers import HeldModel, encode, face_like
 from server import StartupError, create_app
 from server.batcher import MicroBatcher, QueueFull
 

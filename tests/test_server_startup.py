@@ -15,7 +15,7 @@ import pytest
 from flask import Flask
 
 import server
-from conftest import encode, face_like, free_port, wait_for
+from helpers import encode, face_like, free_port, wait_for
 from server import StartupError, create_app
 from server.config import DEFAULTS
 

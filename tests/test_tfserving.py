@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import TINY_SIZE, encode, face_like
+from helpers import TINY_SIZE, encode, face_like
 from server import StartupError, create_app
 from training.export_savedmodel import main as export_main
 from training.export_savedmodel import export_savedmodel

@@ -13,7 +13,7 @@ from training.data import SkipLog, class_weights, make_dataset
 from training.layout import list_split
 from training.train import main
 
-from conftest import face_like
+from helpers import face_like
 
 
 def run(tmp_path, data, *extra):
