@@ -57,7 +57,7 @@ VERDICTS = {
 
 # What the percentage means: the probability is calibrated.
 MEANING = (
-    "{percent} means: of the images the model scores like this one, about {in_100} in 100 are AI-generated "
+    "{percent} means: of the images the model scores like this one, {in_100} in 100 are AI-generated "
     "(on photos like those it was trained on)."
 )
 
@@ -81,6 +81,16 @@ def percent(probability: float) -> str:
     return f"{tenths // 10}.{tenths % 10} %"
 
 
+def in_100(probability: float) -> str:
+    """'about 87', or 'fewer than 1' and 'more than 99' where rounding would say 0 or 100."""
+    count = math.floor(probability * 100 + 0.5)
+    if count < 1:
+        return "fewer than 1"
+    if count > 99:
+        return "more than 99"
+    return f"about {count}"
+
+
 def describe(probability: float, threshold: float) -> dict:
     """The verdict and the words shown for it: code, label, badge, percent, meaning, explanation."""
     code = verdict(probability, threshold)
@@ -91,7 +101,7 @@ def describe(probability: float, threshold: float) -> dict:
         "label": words["label"],
         "badge": words["badge"],
         "percent": shown,
-        "meaning": MEANING.format(percent=shown, in_100=math.floor(probability * 100 + 0.5)),
+        "meaning": MEANING.format(percent=shown, in_100=in_100(probability)),
         "explanation": words["explanation"].format(threshold=percent(threshold)),
     }
 

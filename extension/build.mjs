@@ -12,7 +12,7 @@ const FACE_FILES = ['tiny_face_detector_model.bin', 'tiny_face_detector_model-we
 
 await rm('dist', { recursive: true, force: true });
 await esbuild.build({
-  entryPoints: ['src/background.js', 'src/offscreen.js', 'src/options.js'],
+  entryPoints: ['src/background.js', 'src/offscreen.js', 'src/options.js', 'src/page.js'],
   bundle: true,
   outdir: 'dist',
   format: 'iife',

@@ -25,6 +25,7 @@ from werkzeug.serving import make_server
 from aiface.bundle import Bundle, Metadata, load_bundle, save_bundle
 from aiface.faces import Box, crop, crop_box
 from aiface.preprocess import preprocess, to_model_input
+from aiface.verdict import percent
 from server import create_app
 from training.backbones import build_model
 from training.export_tfjs import export_tfjs
@@ -121,14 +122,17 @@ def tiny_run(browser, tmp_path_factory):
         {"src": "large.png", "settings": {**server_on, "localOnly": True}},
         {"src": "large.png", "settings": server_on},
         {"src": "scene.png", "settings": {"localOnly": True, "serverUrl": "", "maxLocalMegapixels": 16}},
-        {"src": "scene.png", "settings": {**server_on, "serverUrl": service}},
+        {"src": "scene.png", "settings": {**server_on, "serverUrl": service}, "explain": True},
     ]
-    server_answer = {"probability_fake": 0.25, "label": "real", "threshold": 0.5,
+    server_answer = {"probability_fake": 0.25, "label": "real", "verdict": "inconclusive", "threshold": 0.5,
                      "model": {"name": "m", "version": "1", "backbone": "tiny"}, "elapsed_ms": 1.0,
-                     "image": {"width": 96, "height": 96}}
+                     "image": {"width": 96, "height": 96}, "faces": [], "scored": "whole_image"}
     forms = [
         {"localOnly": True, "serverUrl": "ftp://example.test", "maxLocalMegapixels": 8},
-        {"localOnly": True, "serverUrl": "http://example.test:5000", "maxLocalMegapixels": 8},
+        {"localOnly": True, "serverUrl": "https://example.test:5000", "maxLocalMegapixels": 8},
+        {"localOnly": False, "serverUrl": "http://example.test", "maxLocalMegapixels": 8},
+        {"localOnly": True, "serverUrl": "", "maxLocalMegapixels": 0.05},
+        {"localOnly": True, "serverUrl": "http://localhost:5000", "maxLocalMegapixels": 0.5},
     ]
     try:
         output = drive(browser, site, checks, modelDir=str(work / "model"), server=server_answer, optionsForms=forms)
@@ -156,15 +160,15 @@ def test_verdict_matches_keras_for_unquantized_model(tiny_run):
     assert verdict["where"] == "local" and verdict["timings"]["backend"] == "wasm"
     assert verdict["threshold"] == 0.4
     assert verdict["label"] == ("fake" if verdict["probability"] >= 0.4 else "real")
-    assert "ran locally" in results["face0"]["text"]
-    assert f"{shown[0] * 100:.1f}%" in results["face0"]["text"]
+    assert "Checked in this browser" in results["face0"]["text"]
+    assert percent(shown[0]) in results["face0"]["text"]
 
 
 def test_image_without_a_face_is_scored_whole_and_says_so(tiny_run):
     result = tiny_run[0]["face0"]
     assert result["scored"] == result["verdict"]["scored"] == "whole_image"
     assert result["verdict"]["faces"] == [] and result["faceBox"] is None
-    assert "no face found: whole image checked" in result["text"]
+    assert "No face found: the whole image was checked" in result["text"]
 
 
 def test_face_in_a_scene_is_found_and_its_crop_scored_like_keras(tiny_run):
@@ -174,7 +178,7 @@ def test_face_in_a_scene_is_found_and_its_crop_scored_like_keras(tiny_run):
     assert abs(face_crop - whole) > 10 * UNQUANTIZED_TOLERANCE, "the crop should score unlike the whole scene"
     assert float(result["attribute"]) == pytest.approx(face_crop, abs=UNQUANTIZED_TOLERANCE)
     assert "1 face checked" in result["text"]
-    assert "explanations need the server (see Options)" in result["text"]
+    assert "Explanations (Why?) need a detection service: set one in the options." in result["text"]
     assert result["explanation"] is None
 
 
@@ -182,7 +186,7 @@ def test_server_explanation_is_overlaid_on_the_image_and_toggles(tiny_run):
     result = tiny_run[0]["scene_server"]
     verdict, shown = result["verdict"], result["explanation"]
     assert verdict["where"] == "server" and verdict["scored"] == "faces"
-    assert "on server" in result["text"] and "1 face checked" in result["text"]
+    assert "Checked by your detection service" in result["text"] and "1 face checked" in result["text"]
     explanation = verdict["explanation"]
     assert shown["png"] == {"width": explanation["width"], "height": explanation["height"]}
     # The overlay covers explanation.box, scaled from the image's pixels to its size on the page.
@@ -194,11 +198,13 @@ def test_server_explanation_is_overlaid_on_the_image_and_toggles(tiny_run):
         [image["left"] + box["x"] * scale, image["top"] + box["y"] * scale, box["width"] * scale, box["height"] * scale],
         atol=0.5,
     )
-    assert shown["verdict"]["top"] >= image["top"] + image["height"], "the verdict should not hide the map"
+    card = shown["card"]
+    assert card["left"] >= image["left"] + image["width"] or card["top"] >= image["top"] + image["height"] \
+        or card["left"] + card["width"] <= image["left"], "the card should not hide the map"
     caption = "Where the evidence for this verdict lies — not a map of fake pixels"
     assert [(state["visible"], state["toggle"]) for state in shown["states"]] == [
-        (True, "Hide why"), (False, "Show why"), (True, "Hide why")]
-    assert caption in shown["states"][0]["text"]
+        (False, "Why?"), (True, "Hide why"), (False, "Why?"), (True, "Hide why")]
+    assert caption in shown["states"][1]["text"] and caption not in shown["states"][2]["text"]
 
 
 def test_data_url_is_checked_like_the_same_file(tiny_run):
@@ -220,17 +226,18 @@ def test_unusable_images_get_a_plain_message(tiny_run, name, code, words):
 
 def test_large_image_stays_local_in_local_only_mode(tiny_run):
     result = tiny_run[0]["large_local_only"]
-    assert result["error"] == "too_large"
+    assert result["verdict"]["where"] == "local" and result["attribute"] is not None
     assert "96x96 pixels" in result["text"] and "Local-only mode is on" in result["text"]
+    assert "scaled down to 70x70" in result["text"]
     assert result["uploads"] == []
 
 
 def test_large_image_goes_to_the_server_when_allowed(tiny_run):
     result, site = tiny_run[0]["large_server"], tiny_run[2]
-    assert result["uploads"] and result["uploads"][0] > (site / "large.png").stat().st_size
+    assert len(result["uploads"]) == 1
     assert result["verdict"]["where"] == "server"
     assert float(result["attribute"]) == 0.25
-    assert "on server" in result["text"]
+    assert "Checked by your detection service" in result["text"]
 
 
 def test_shipped_model_matches_keras_within_quantization_cost(browser, tmp_path):
@@ -263,9 +270,16 @@ def test_shipped_model_matches_keras_within_quantization_cost(browser, tmp_path)
 
 def test_options_page_shows_threshold_and_saves_settings(tiny_run):
     page = tiny_run[3]
-    assert "tiny-browser" in page["model"] and "threshold in use 40.0%" in page["model"]
-    refused, saved = page["saved"]
-    assert refused["status"] == "The server URL must start with http:// or https://."
+    assert "tiny-browser" in page["model"] and "calls a face AI-generated from a score of 40.0 %" in page["model"]
+    refused, saved, plain_http, too_few_megapixels, loopback = page["saved"]
+    assert refused["status"] == "Not saved. The server URL must start with https:// (or http:// for a service on this machine)."
     assert refused["stored"]["serverUrl"] != "ftp://example.test"  # left as the last check stored it
     assert saved["status"] == "Saved."
-    assert saved["stored"] == {"localOnly": True, "serverUrl": "http://example.test:5000", "maxLocalMegapixels": 8}
+    assert saved["stored"] == {"localOnly": True, "serverUrl": "https://example.test:5000", "maxLocalMegapixels": 8}
+    # A value refused is never stored: what was saved before stays.
+    assert plain_http["status"].startswith("Not saved. The server URL must use https:// unless the service runs on this")
+    assert too_few_megapixels["status"] == ('Not saved. The largest image checked in the browser must be a number of '
+                                            'megapixels from 0.1 to 80; "0.05" was not saved.')
+    assert plain_http["stored"] == too_few_megapixels["stored"] == saved["stored"]
+    assert loopback["status"] == "Saved."
+    assert loopback["stored"] == {"localOnly": True, "serverUrl": "http://localhost:5000", "maxLocalMegapixels": 0.5}

@@ -1,15 +1,18 @@
 // Service worker: the context-menu item, fetching the image, choosing where
-// it is checked (the offscreen document's TF.js, or the configured server),
-// and showing the verdict on the page.
-import { loadSettings, originPattern, serverAllowed } from './settings.js';
-import { showVerdict } from './verdict.js';
+// it is checked (the offscreen document's TF.js, or the configured service),
+// and showing the verdict on the page (dist/page.js).
+import { toBase64 } from './bytes.js';
+import { errorMessage, ReplyError, validDetection } from './reply.js';
+import { loadSettings, originPattern, serverAllowed, serverUrlProblem } from './settings.js';
+import { describe } from './verdict.js';
 
 const MENU_ID = 'check-ai-face';
 const OFFSCREEN_PAGE = 'offscreen.html';
-// Within this distance of the threshold the verdict is shown as uncertain.
-const UNCERTAIN_MARGIN = 0.1;
 // A larger download is not an image worth checking.
 const MAX_DOWNLOAD_BYTES = 50 * 1024 * 1024;
+// What is uploaded: re-encoded, at most this many pixels.
+const UPLOAD_MAX_PIXELS = 16e6;
+const SERVICE_TIMEOUT_MS = 30000;
 
 class CheckError extends Error {
   constructor(code, message) {
@@ -26,8 +29,8 @@ chrome.runtime.onInstalled.addListener(() => {
 chrome.contextMenus.onClicked.addListener(onContextMenuClick);
 
 // What the menu item calls; global so that tests can call it the same way.
-// Resolves to the verdict it showed: {probability, label, band, where,
-// scored, faces, explanation?, ...} or {error, message}.
+// Resolves to the verdict it showed: {probability, threshold, label, words,
+// where, scored, faces, note?, explanation?, ...} or {error, message}.
 async function onContextMenuClick(info, tab) {
   // Started before any await: Chrome shows its permission prompt only
   // while the click's user gesture lasts.
@@ -45,6 +48,16 @@ async function onContextMenuClick(info, tab) {
 }
 globalThis.onContextMenuClick = onContextMenuClick;
 
+// The card's "Why?": the service explains the image (any image, also one
+// checked in the browser).
+chrome.runtime.onMessage.addListener((message, sender, sendResponse) => {
+  if (message?.type !== 'explain' || sender.id !== chrome.runtime.id || !sender.tab) {
+    return false;
+  }
+  explainImage(message.srcUrl).then(sendResponse, (error) => sendResponse({ error: error.message }));
+  return true;
+});
+
 // Asks for the image's site only when the image is on one (not for data:
 // URLs) and only once per site: Chrome answers at once when it is granted.
 function requestSiteAccess(url) {
@@ -54,51 +67,81 @@ function requestSiteAccess(url) {
   return chrome.permissions.request({ origins: [originPattern(url)] }).catch(() => false);
 }
 
+// Why the service is not asked, or null when it may be.
+function serviceRefusal(settings) {
+  if (!serverAllowed(settings)) {
+    return settings.localOnly ? 'Local-only mode is on, so it was not sent to a detection service (see the options).'
+      : 'No detection service is set in the options.';
+  }
+  const problem = serverUrlProblem(settings.serverUrl.trim());
+  return problem ? `Your detection service was not used: ${problem}` : null;
+}
+
 async function checkImage(url, access) {
   const settings = await loadSettings();
   const image = await fetchImage(url, access);
-  let local;
-  try {
-    local = await classifyLocally(image, settings);
-  } catch (error) {
-    local = { ok: false, code: 'local_failed', message: `Checking in the browser failed (${error.message}).` };
-  }
+  const refusal = serviceRefusal(settings);
+  const context = { canExplain: refusal === null, explainHint: explainHint(settings, refusal) };
+  const local = await classifyLocally(image, settings.maxLocalMegapixels * 1e6, false);
   if (local.ok) {
-    return verdictFrom(local.probability, local.threshold, 'local', local);
+    return verdictFrom(local.probability, local.threshold, 'local', { ...local, ...context });
   }
   if (local.code === 'not_image' || local.code === 'too_small') {
     throw new CheckError(local.code, local.message);
   }
-  if (!serverAllowed(settings)) {
-    throw new CheckError(local.code, `${local.message} ${serverHint(settings)}`);
+  // Too large to check at full size in the browser, or the browser failed:
+  // the service, when allowed; then the browser, at a size it can handle.
+  let why = refusal;
+  if (refusal === null) {
+    try {
+      const remote = await classifyOnServer(image, settings, true);
+      return verdictFrom(remote.probability_fake, remote.threshold, 'server', { ...remote, ...remote.image, ...context,
+        service: new URL(settings.serverUrl).host });
+    } catch (error) {
+      if (!(error instanceof CheckError)) {
+        throw error;
+      }
+      why = `${error.message} So it was checked in this browser instead.`;
+    }
   }
-  const remote = await classifyOnServer(image, settings);
-  return verdictFrom(remote.probability_fake, remote.threshold, 'server', { ...remote, ...remote.image });
+  if (local.code !== 'too_large') {
+    throw new CheckError(local.code, `${local.message} ${why}`);
+  }
+  const scaled = await classifyLocally(image, settings.maxLocalMegapixels * 1e6, true);
+  if (!scaled.ok) {
+    throw new CheckError(scaled.code, `${scaled.message} ${why}`);
+  }
+  const note = `${why} It is ${local.width}x${local.height} pixels, more than the ${settings.maxLocalMegapixels} `
+    + `megapixels checked at full size in the browser, so it was scaled down to ${scaled.width}x${scaled.height}.`;
+  return verdictFrom(scaled.probability, scaled.threshold, 'local', { ...scaled, ...context, note });
 }
 
-function serverHint(settings) {
-  return settings.localOnly
-    ? 'Local-only mode is on, so it was not sent to a server (see the options).'
-    : 'No server is set in the options to check it instead.';
+function explainHint(settings, refusal) {
+  if (settings.serverUrl.trim() === '') {
+    return 'Explanations (Why?) need a detection service: set one in the options.';
+  }
+  return settings.localOnly ? 'Explanations (Why?) need your detection service: turn off local-only mode in the options.'
+    : refusal;
 }
 
-// result: what the offscreen document or the server answered, with the
+// result: what the offscreen document or the service answered, with the
 // image's width and height, what was scored and the faces found.
 function verdictFrom(probability, threshold, where, result) {
-  const label = probability >= threshold ? 'fake' : 'real';
-  const band = Math.abs(probability - threshold) < UNCERTAIN_MARGIN ? 'uncertain' : label;
-  const headline = band !== 'uncertain' ? (label === 'fake' ? 'AI-generated' : 'Real photo')
-    : `Uncertain, leans ${label === 'fake' ? 'AI-generated' : 'real'}`;
-  return { probability, threshold, label, band, headline, where, width: result.width, height: result.height,
-    scored: result.scored ?? 'whole_image', faces: result.faces ?? [], explanation: result.explanation,
-    timings: result.timings };
+  return {
+    probability, threshold, label: probability >= threshold ? 'fake' : 'real', words: describe(probability, threshold),
+    where, width: result.width, height: result.height, scored: result.scored ?? 'whole_image',
+    faces: result.faces ?? [], explanation: result.explanation, canExplain: result.canExplain,
+    explainHint: result.explainHint, service: result.service, note: result.note, timings: result.timings,
+  };
 }
 
+// Without the site's cookies or a referrer: the check must not act as the
+// user on the site, nor tell the site which page the image was on.
 async function fetchImage(url, access) {
   const granted = await access;
   let response;
   try {
-    response = await fetch(url);
+    response = await fetch(url, { credentials: 'omit', referrerPolicy: 'no-referrer' });
   } catch (error) {
     const site = new URL(url).hostname;
     throw new CheckError('fetch_failed', granted
@@ -119,29 +162,24 @@ async function fetchImage(url, access) {
   return blob;
 }
 
-async function classifyLocally(blob, settings) {
+async function toOffscreen(type, blob, fields) {
   await ensureOffscreenDocument();
-  const reply = await chrome.runtime.sendMessage({
-    target: 'offscreen',
-    type: 'classify',
-    // Extension messages are JSON: bytes travel as base64.
-    image: await toBase64(blob),
-    mimeType: blob.type,
-    maxPixels: settings.maxLocalMegapixels * 1e6,
-  });
+  // Extension messages are JSON: bytes travel as base64.
+  const reply = await chrome.runtime.sendMessage({ target: 'offscreen', type, image: await toBase64(blob),
+    mimeType: blob.type, ...fields });
   if (!reply) {
     throw new Error('the offscreen document did not answer');
   }
   return reply;
 }
 
-async function toBase64(blob) {
-  const bytes = new Uint8Array(await blob.arrayBuffer());
-  const chunks = [];
-  for (let start = 0; start < bytes.length; start += 0x8000) {
-    chunks.push(String.fromCharCode(...bytes.subarray(start, start + 0x8000)));
+// downscale: above maxPixels, scaled down to it rather than refused.
+async function classifyLocally(blob, maxPixels, downscale) {
+  try {
+    return await toOffscreen('classify', blob, { maxPixels, downscale });
+  } catch (error) {
+    return { ok: false, code: 'local_failed', message: `Checking in the browser failed (${error.message}).` };
   }
-  return btoa(chunks.join(''));
 }
 
 let creatingOffscreen = null;
@@ -166,27 +204,76 @@ async function ensureOffscreenDocument() {
   await creatingOffscreen;
 }
 
-async function classifyOnServer(blob, settings, explain = true) {
-  // The server alone can explain a verdict: the TF.js graph has no gradients.
-  const endpoint = `${settings.serverUrl.trim().replace(/\/+$/, '')}/v1/detect${explain ? '?explain=1' : ''}`;
+// What is uploaded is the decoded pixels (upright, alpha over white),
+// re-encoded: no EXIF, location, camera or editing metadata leaves.
+async function reencode(blob) {
+  const encoded = await toOffscreen('encode', blob, { maxPixels: UPLOAD_MAX_PIXELS });
+  if (!encoded.ok) {
+    throw new CheckError(encoded.code, encoded.message);
+  }
+  const bytes = Uint8Array.from(atob(encoded.image), (c) => c.charCodeAt(0));
+  return new Blob([bytes], { type: encoded.mimeType });
+}
+
+// The service's answer to POST /v1/detect, validated (reply.js). Throws a
+// CheckError when it cannot be used.
+async function classifyOnServer(blob, settings, explain) {
+  const base = settings.serverUrl.trim().replace(/\/+$/, '');
+  const problem = serverUrlProblem(base);
+  if (problem) {
+    throw new CheckError('server_refused', problem);
+  }
+  const upload = await reencode(blob);
+  return post(base, upload, explain);
+}
+
+async function post(base, upload, explain) {
   const form = new FormData();
-  form.append('image', blob, 'image');
+  form.append('image', upload, upload.type === 'image/png' ? 'image.png' : 'image.jpg');
   let response;
   try {
-    response = await fetch(endpoint, { method: 'POST', body: form });
+    response = await fetch(`${base}/v1/detect${explain ? '?explain=1' : ''}`, {
+      method: 'POST', body: form, credentials: 'omit', referrerPolicy: 'no-referrer',
+      signal: AbortSignal.timeout(SERVICE_TIMEOUT_MS),
+    });
   } catch (error) {
-    throw new CheckError('server_unreachable', `The server at ${settings.serverUrl} could not be reached (${error.message}).`);
+    throw new CheckError('server_unreachable', `Your detection service at ${new URL(base).host} could not be reached (${error.message}).`);
   }
   const body = await response.json().catch(() => null);
-  // A server that cannot explain (TF Serving behind it) can still judge.
+  // A service that cannot explain (TF Serving behind it) can still judge.
   if (explain && body?.error?.code === 'explanation_unavailable') {
-    return classifyOnServer(blob, settings, false);
+    return post(base, upload, false);
   }
-  if (!response.ok || typeof body?.probability_fake !== 'number') {
-    const reason = body?.error?.message ?? `it answered ${response.status}`;
-    throw new CheckError('server_error', `The server could not check it: ${reason}.`);
+  if (!response.ok) {
+    throw new CheckError('server_error', `Your detection service could not check it: ${errorMessage(body, response.status)}.`);
   }
-  return body;
+  try {
+    return validDetection(body);
+  } catch (error) {
+    if (error instanceof ReplyError) {
+      throw new CheckError('bad_reply', `Your detection service sent an answer that cannot be used (${error.message}), so none of it is shown.`);
+    }
+    throw error;
+  }
+}
+
+async function explainImage(srcUrl) {
+  const settings = await loadSettings();
+  const refusal = serviceRefusal(settings);
+  if (refusal !== null) {
+    return { error: refusal };
+  }
+  try {
+    const image = await fetchImage(srcUrl, Promise.resolve(true));
+    const remote = await classifyOnServer(image, settings, true);
+    if (!remote.explanation) {
+      return { error: 'Your detection service cannot explain its verdicts (it forwards to TensorFlow Serving).' };
+    }
+    return { explanation: remote.explanation, width: remote.image.width, height: remote.image.height,
+      note: `Explained by your detection service, which scored it ${describe(remote.probability_fake, remote.threshold).percent}` };
+  } catch (error) {
+    return { error: error.message };
+  }
 }
 
 async function showOnPage(tabId, frameId, srcUrl, verdict) {
@@ -194,7 +281,9 @@ async function showOnPage(tabId, frameId, srcUrl, verdict) {
   // then shows in the top frame, in a corner.
   for (const frame of new Set([frameId, 0])) {
     try {
-      await chrome.scripting.executeScript({ target: { tabId, frameIds: [frame] }, func: showVerdict, args: [srcUrl, verdict] });
+      const target = { tabId, frameIds: [frame] };
+      await chrome.scripting.executeScript({ target, files: ['dist/page.js'] });
+      await chrome.scripting.executeScript({ target, func: (src, shown) => globalThis.__aiFace.show(src, shown), args: [srcUrl, verdict] });
       return;
     } catch (error) {
       console.warn(`AI face check: could not show the verdict in frame ${frame}: ${error.message}`, verdict);

@@ -4,6 +4,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { loadGraphModel } from '@tensorflow/tfjs-converter';
 import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
+import { fromBase64, toBase64 } from './bytes.js';
 import { cropBox, cropRgba } from './crop.js';
 import { DETECT_MAX_SIDE, findFaces, loadFaceDetector } from './faces.js';
 import { MIN_SIDE, rgbaToRgb, toModelInput } from './preprocess.js';
@@ -38,18 +39,11 @@ function model() {
   return loading;
 }
 
-function fromBase64(text) {
-  const binary = atob(text);
-  const bytes = new Uint8Array(binary.length);
-  for (let i = 0; i < binary.length; i += 1) {
-    bytes[i] = binary.charCodeAt(i);
-  }
-  return bytes;
-}
-
 // Straight RGBA as the file stores it: no colour management, no
 // premultiplication, EXIF orientation applied like the Python loader.
-async function decode(bytes, mimeType, maxPixels) {
+// Above maxPixels it is refused (too_large) or, with downscale, scaled down
+// to maxPixels by the browser.
+async function decode(bytes, mimeType, maxPixels, downscale = false) {
   let bitmap;
   try {
     bitmap = await createImageBitmap(new Blob([bytes], { type: mimeType }), {
@@ -60,13 +54,17 @@ async function decode(bytes, mimeType, maxPixels) {
   } catch {
     return { ok: false, code: 'not_image', message: 'This is not an image the browser can decode.' };
   }
-  const { width, height } = bitmap;
+  let { width, height } = bitmap;
   if (Math.min(width, height) < MIN_SIDE) {
     bitmap.close();
     return { ok: false, code: 'too_small', width, height,
       message: `The image is ${width}x${height} pixels; at least ${MIN_SIDE} px on each side is needed to judge a face.` };
   }
-  if (width * height > maxPixels) {
+  if (width * height > maxPixels && downscale) {
+    const factor = Math.sqrt(maxPixels / (width * height));
+    width = Math.max(MIN_SIDE, Math.floor(width * factor));
+    height = Math.max(MIN_SIDE, Math.floor(height * factor));
+  } else if (width * height > maxPixels) {
     bitmap.close();
     return { ok: false, code: 'too_large', width, height,
       message: `The image is ${width}x${height} pixels, more than the ${Number((maxPixels / 1e6).toPrecision(3))} megapixels checked in the browser.` };
@@ -84,8 +82,36 @@ async function decode(bytes, mimeType, maxPixels) {
 function draw(bitmap, width, height) {
   const canvas = new OffscreenCanvas(width, height);
   const context = canvas.getContext('2d', { willReadFrequently: true });
+  context.imageSmoothingQuality = 'high';
   context.drawImage(bitmap, 0, 0, width, height);
   return context.getImageData(0, 0, width, height).data;
+}
+
+// An upload larger than this as PNG goes as JPEG (quality 0.95) instead.
+const MAX_PNG_UPLOAD_BYTES = 8 * 1024 * 1024;
+
+// The image as the service should get it: the decoded pixels, upright,
+// alpha over white (as the service would composite them), at most
+// maxPixels, re-encoded without any of the file's metadata.
+async function encode({ image, mimeType, maxPixels }) {
+  const decoded = await decode(fromBase64(image), mimeType, maxPixels, true);
+  if (!decoded.ok) {
+    return decoded;
+  }
+  const { width, height, rgba } = decoded;
+  const rgb = rgbaToRgb(rgba, width, height);
+  const opaque = new ImageData(width, height);
+  for (let p = 0; p < width * height; p += 1) {
+    opaque.data.set(rgb.subarray(3 * p, 3 * p + 3), 4 * p);
+    opaque.data[4 * p + 3] = 255;
+  }
+  const canvas = new OffscreenCanvas(width, height);
+  canvas.getContext('2d').putImageData(opaque, 0, 0);
+  let blob = await canvas.convertToBlob({ type: 'image/png' });
+  if (blob.size > MAX_PNG_UPLOAD_BYTES) {
+    blob = await canvas.convertToBlob({ type: 'image/jpeg', quality: 0.95 });
+  }
+  return { ok: true, image: await toBase64(blob), mimeType: blob.type, width, height };
 }
 
 async function probabilityFake(graph, input, size) {
@@ -95,9 +121,9 @@ async function probabilityFake(graph, input, size) {
   return probability;
 }
 
-async function classify({ image, mimeType, maxPixels }) {
+async function classify({ image, mimeType, maxPixels, downscale }) {
   const started = performance.now();
-  const decoded = await decode(fromBase64(image), mimeType, maxPixels);
+  const decoded = await decode(fromBase64(image), mimeType, maxPixels, downscale);
   if (!decoded.ok) {
     return decoded;
   }
@@ -146,7 +172,7 @@ chrome.runtime.onMessage.addListener((message, sender, sendResponse) => {
   if (message?.target !== 'offscreen') {
     return false;
   }
-  classify(message).then(sendResponse, (error) =>
+  (message.type === 'encode' ? encode(message) : classify(message)).then(sendResponse, (error) =>
     sendResponse({ ok: false, code: 'local_failed', message: `Checking in the browser failed (${error.message}).` }));
   return true;
 });

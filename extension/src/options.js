@@ -1,11 +1,16 @@
-import { DEFAULTS, loadSettings, originPattern } from './settings.js';
+import { checkedSettings, loadSettings, MEGAPIXELS, originPattern } from './settings.js';
+import { NO_SIGN_BELOW, percent, VERDICTS } from './verdict.js';
 
 const field = (id) => document.getElementById(id);
 
 async function showModel() {
   const metadata = await fetch(chrome.runtime.getURL('model/metadata.json')).then((response) => response.json());
   field('model').textContent = `${metadata.name} ${metadata.version} (${metadata.backbone}, ${metadata.image_size} px, `
-    + `${metadata.quantization} weights): threshold in use ${(metadata.threshold * 100).toFixed(1)}%.`;
+    + `${metadata.quantization} weights): calls a face AI-generated from a score of ${percent(metadata.threshold)}.`;
+  field('bands').textContent = `The percentage on a verdict is calibrated: of the images the model scores 80 %, about 80 in `
+    + `100 are AI-generated (on photos like those it was trained on). "${VERDICTS.likely_ai.label}" from `
+    + `${percent(metadata.threshold)}; "${VERDICTS.no_sign.label}" below ${percent(Math.min(NO_SIGN_BELOW, metadata.threshold))}; `
+    + `"${VERDICTS.inconclusive.label}" between.`;
 }
 
 async function showSettings() {
@@ -15,25 +20,14 @@ async function showSettings() {
   field('maxLocalMegapixels').value = settings.maxLocalMegapixels;
 }
 
-function readForm() {
-  const serverUrl = field('serverUrl').value.trim();
-  if (serverUrl !== '' && !/^https?:\/\/[^/]+/i.test(serverUrl)) {
-    throw new Error('The server URL must start with http:// or https://.');
-  }
-  const megapixels = Number(field('maxLocalMegapixels').value);
-  return {
-    localOnly: field('localOnly').checked,
-    serverUrl,
-    maxLocalMegapixels: Number.isFinite(megapixels) && megapixels >= 1 ? megapixels : DEFAULTS.maxLocalMegapixels,
-  };
-}
-
 function save() {
-  let settings;
-  try {
-    settings = readForm();
-  } catch (error) {
-    field('status').textContent = error.message;
+  const { settings, problem } = checkedSettings({
+    localOnly: field('localOnly').checked,
+    serverUrl: field('serverUrl').value,
+    maxLocalMegapixels: field('maxLocalMegapixels').value,
+  });
+  if (problem) {
+    field('status').textContent = `Not saved. ${problem}`;
     return;
   }
   // Requested inside the click, while Chrome still allows a prompt.
@@ -46,6 +40,8 @@ function save() {
   });
 }
 
+field('maxLocalMegapixels').min = String(MEGAPIXELS.min);
+field('maxLocalMegapixels').max = String(MEGAPIXELS.max);
 field('save').addEventListener('click', save);
 showSettings();
 showModel().catch(() => {

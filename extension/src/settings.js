@@ -4,10 +4,12 @@ export const DEFAULTS = {
   serverUrl: '',
   // On: nothing leaves the machine, whatever serverUrl says.
   localOnly: true,
-  // Larger images go to the server (when allowed): decoding them in the
-  // browser costs memory, and the server can score crops at full resolution.
+  // Larger images are sent to the service (when allowed) or scaled down to
+  // this size to be checked in the browser: decoding them at full size costs
+  // memory, and the service scores crops at full resolution.
   maxLocalMegapixels: 16,
 };
+export const MEGAPIXELS = { min: 0.1, max: 80 };
 
 // Given an object, storage.get fills in its values for the keys never saved.
 export function loadSettings() {
@@ -16,6 +18,47 @@ export function loadSettings() {
 
 export function serverAllowed(settings) {
   return !settings.localOnly && settings.serverUrl.trim() !== '';
+}
+
+const LOOPBACK = /^(localhost|127(\.\d{1,3}){3}|\[::1\])$/i;
+
+// Why a service URL cannot be used, or null: images travel to it, so it must
+// be https unless the service runs on this machine.
+export function serverUrlProblem(url) {
+  let parsed;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return 'The server URL is not a URL: write it as https://host or http://localhost:5000.';
+  }
+  if (parsed.protocol !== 'https:' && parsed.protocol !== 'http:') {
+    return 'The server URL must start with https:// (or http:// for a service on this machine).';
+  }
+  if (parsed.protocol === 'http:' && !LOOPBACK.test(parsed.hostname)) {
+    return `The server URL must use https:// unless the service runs on this machine (localhost, 127.0.0.1, [::1]): `
+      + `images sent to http://${parsed.host} could be read or changed on the way.`;
+  }
+  if (parsed.username || parsed.password || parsed.search || parsed.hash) {
+    return 'The server URL must be the service\'s base address, without a user name, password, query or #fragment.';
+  }
+  return null;
+}
+
+// The settings a form asks for, or the first reason to refuse them: nothing
+// is stored unless all of them are valid.
+export function checkedSettings({ localOnly, serverUrl, maxLocalMegapixels }) {
+  const url = serverUrl.trim();
+  const problem = url === '' ? null : serverUrlProblem(url);
+  if (problem) {
+    return { problem };
+  }
+  const megapixels = Number(String(maxLocalMegapixels).trim());
+  if (String(maxLocalMegapixels).trim() === '' || !Number.isFinite(megapixels)
+      || megapixels < MEGAPIXELS.min || megapixels > MEGAPIXELS.max) {
+    return { problem: `The largest image checked in the browser must be a number of megapixels from ${MEGAPIXELS.min} `
+      + `to ${MEGAPIXELS.max}; ${JSON.stringify(String(maxLocalMegapixels))} was not saved.` };
+  }
+  return { settings: { localOnly: Boolean(localOnly), serverUrl: url, maxLocalMegapixels: megapixels } };
 }
 
 // The host permission pattern for a URL's site (match patterns take no port).

@@ -1,7 +1,7 @@
 // Drives the unpacked extension in headless Chromium, as a user would with
 // the context menu, and prints what each check showed on the page.
 //
-//   node test/drive.mjs '{"extensionDir", "chromium", "siteDir", "checks": [{"src", "settings"?}],
+//   node test/drive.mjs '{"extensionDir", "chromium", "siteDir", "checks": [{"src", "settings"?, "explain"?}],
 //                         "modelDir"?, "server"?, "optionsForms"?}'
 //
 // Serves siteDir on 127.0.0.1 with one page per check showing <img src=src>
@@ -12,40 +12,21 @@
 // answers it, standing in for the detection service. Prints
 // {"results": [{verdict, attribute, error, faceBox, scored, text, roundTripMs,
 // uploads, explanation}]} as JSON, uploads being the byte sizes posted to
-// /v1/detect for that check; explanation, when the verdict has an overlay:
-// its place and the image's, and what the "Show why" toggle shows before
-// and after each of two clicks.
+// /v1/detect for that check; explanation, when the verdict offers one: its
+// place and the image's, and what the card shows once opened (a click on the
+// badge) and after each of three clicks on its "Why?" toggle.
 // With "optionsForms" ([{localOnly, serverUrl, maxLocalMegapixels}]), it also
 // fills and saves the options page with each in turn: "options" in the
 // output gives the model line it shows and, per form, the status and what
 // was stored.
-import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { basename, extname, join } from 'node:path';
-import { chromium } from 'playwright-core';
+import { activeTabId, checkImage, clickAt, launchBrowser, readVerdicts } from './browser.mjs';
 
 const options = JSON.parse(process.argv[2]);
 const work = await mkdtemp(join(tmpdir(), 'aiface-drive-'));
-
-// A copy of the extension, optionally with another model, that may read and
-// annotate pages on 127.0.0.1: on a real menu click Chrome grants that
-// (activeTab, and the site access the user allows when asked).
-async function prepareExtension() {
-  const dir = join(work, 'extension');
-  await cp(options.extensionDir, dir, {
-    recursive: true,
-    filter: (source) => !['node_modules', 'test'].includes(basename(source)),
-  });
-  if (options.modelDir) {
-    await rm(join(dir, 'model'), { recursive: true, force: true });
-    await cp(options.modelDir, join(dir, 'model'), { recursive: true });
-  }
-  const manifest = JSON.parse(await readFile(join(dir, 'manifest.json'), 'utf8'));
-  manifest.host_permissions = ['http://127.0.0.1/*'];
-  await writeFile(join(dir, 'manifest.json'), JSON.stringify(manifest));
-  return dir;
-}
 
 const CONTENT_TYPES = { '.png': 'image/png', '.jpg': 'image/jpeg', '.jpeg': 'image/jpeg', '.webp': 'image/webp' };
 let uploads = [];
@@ -95,60 +76,39 @@ async function submitOptions(context, worker, forms) {
   return { model: await page.textContent('#model'), saved };
 }
 
-// Where the explanation overlay lies over the image, and the toggle at work.
-async function readExplanation(page, shown) {
-  const overlay = shown.locator('[data-ai-face-explanation]');
-  if ((await overlay.count()) === 0) {
+// The card opened from the badge, then its "Why?" toggle clicked three
+// times: where the explanation overlay lies over the image, and each state.
+async function readExplanation(page, worker, tabId, shown) {
+  if (!shown || shown.why === undefined || shown.error) {
     return null;
   }
-  const state = () => shown.evaluate((host) => {
-    const img = host.shadowRoot.querySelector('[data-ai-face-explanation]');
-    return {
-      visible: getComputedStyle(img).visibility === 'visible',
-      toggle: host.shadowRoot.querySelector('[data-ai-face-toggle]').textContent,
-      text: host.shadowRoot.textContent,
-    };
-  });
-  await overlay.evaluate((img) => img.decode());
-  const placed = await page.evaluate(() => {
-    const host = document.querySelector('[data-ai-face-verdict]');
-    const img = host.shadowRoot.querySelector('[data-ai-face-explanation]');
-    const page = document.images[0];
-    const rect = (element) => {
-      const { left, top, width, height } = element.getBoundingClientRect();
-      return { left, top, width, height };
-    };
-    return { overlay: rect(img), image: rect(page), verdict: rect(host.shadowRoot.querySelector('[role=status]')),
-      natural: { width: page.naturalWidth, height: page.naturalHeight },
-      png: { width: img.naturalWidth, height: img.naturalHeight } };
-  });
-  const states = [await state()];
-  for (let click = 0; click < 2; click += 1) {
-    await shown.locator('[data-ai-face-toggle]').click();
-    states.push(await state());
+  await clickAt(page, shown.badge);
+  const read = async () => (await readVerdicts(worker, tabId))[0];
+  const opened = await read();
+  if (!opened.why) {
+    return null;
   }
-  return { ...placed, states };
+  const state = ({ overlay, toggle, text }) => ({ visible: Boolean(overlay?.shown), toggle, text });
+  const states = [state(opened)];
+  for (let click = 0; click < 3; click += 1) {
+    await clickAt(page, (await read()).why);
+    let now = await read();
+    for (let wait = 0; wait < 100 && now.toggle === states.at(-1).toggle; wait += 1) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      now = await read();
+    }
+    states.push(state(now));
+  }
+  const last = await read();
+  const natural = await page.evaluate(() => ({ width: document.images[0].naturalWidth, height: document.images[0].naturalHeight }));
+  return { overlay: last.overlay, image: last.image, card: last.card, natural, png: last.overlay?.png ?? null, states };
 }
 
 const server = await serveSite();
 const origin = `http://127.0.0.1:${server.address().port}`;
-// Playwright's own headless mode disables extensions; --headless=new keeps them.
-const context = await chromium.launchPersistentContext(join(work, 'profile'), {
-  executablePath: options.chromium,
-  headless: false,
-  args: [
-    '--headless=new',
-    `--disable-extensions-except=${await prepareExtension()}`,
-    `--load-extension=${join(work, 'extension')}`,
-    '--no-sandbox',
-    '--disable-background-networking',
-    '--disable-component-update',
-    '--disable-sync',
-    '--no-first-run',
-  ],
-});
+const { context, worker } = await launchBrowser({ work, extensionDir: options.extensionDir, modelDir: options.modelDir,
+  chromium: options.chromium });
 try {
-  const worker = context.serviceWorkers()[0] ?? (await context.waitForEvent('serviceworker'));
   const page = context.pages()[0] ?? (await context.newPage());
   const results = [];
   for (const [index, check] of options.checks.entries()) {
@@ -157,15 +117,13 @@ try {
     uploads = [];
     await page.goto(`${origin}/page/${index}`);
     const srcUrl = check.src.startsWith('data:') ? check.src : `${origin}/${check.src}`;
-    const tabId = await worker.evaluate(async () => (await chrome.tabs.query({ active: true, lastFocusedWindow: true }))[0].id);
+    const tabId = await activeTabId(worker);
     const started = Date.now();
-    const verdict = await worker.evaluate(
-      ({ info, id }) => onContextMenuClick(info, { id }),
-      { info: { menuItemId: 'check-ai-face', mediaType: 'image', srcUrl, pageUrl: page.url(), frameId: 0 }, id: tabId },
-    );
+    const verdict = await checkImage(worker, tabId, srcUrl, page.url());
     const roundTripMs = Date.now() - started;
     const shown = page.locator('[data-ai-face-verdict], [data-ai-face-error]').first();
     await shown.waitFor({ state: 'attached', timeout: 10000 });
+    const [drawn] = await readVerdicts(worker, tabId);
     results.push({
       verdict,
       roundTripMs,
@@ -174,8 +132,8 @@ try {
       error: await shown.getAttribute('data-ai-face-error'),
       faceBox: JSON.parse(await shown.getAttribute('data-ai-face-box')),
       scored: await shown.getAttribute('data-ai-face-scored'),
-      text: await shown.evaluate((host) => host.shadowRoot.textContent),
-      explanation: await readExplanation(page, shown),
+      text: drawn?.text ?? null,
+      explanation: check.explain ? await readExplanation(page, worker, tabId, drawn) : null,
     });
   }
   const optionsPage = options.optionsForms ? await submitOptions(context, worker, options.optionsForms) : undefined;
