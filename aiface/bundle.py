@@ -11,7 +11,9 @@ users and reports.
 The metadata part (``Metadata``, ``metadata_path``, ``read_metadata``) needs
 neither Keras nor TensorFlow, so that the service in TF Serving mode does not
 load them; ``load_bundle`` imports Keras (and registers our layers,
-``aiface.layers``) only when it loads a model.
+``aiface.layers``) only when it loads a model, after checking that the files
+exist and through ``aiface.quiet``, which keeps TensorFlow's CUDA noise off a
+CPU-only machine.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from aiface.quiet import quiet_tensorflow
 
 if TYPE_CHECKING:
     import keras
@@ -113,6 +117,7 @@ def load_bundle(path: str | Path) -> Bundle:
     if not path.is_file():
         raise ModelLoadError(f"model file {path} does not exist")
     metadata = read_metadata(metadata_path(path), " (it is written beside the .keras file)")
+    quiet_tensorflow()
     import keras
 
     import aiface.layers  # noqa: F401  (registers our layers before the model is deserialised)

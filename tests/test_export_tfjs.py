@@ -39,20 +39,20 @@ def test_export_writes_graph_model_and_metadata(exported):
 
 def test_refuses_to_overwrite_without_flag(exported, tiny_model_path, capsys):
     before = (exported / "model.json").read_bytes()
-    assert main([str(tiny_model_path), str(exported)]) == 1
+    assert main([str(tiny_model_path), str(exported)]) == 2
     assert capsys.readouterr().err.strip() == f"error: {exported} already exists; pass --overwrite to replace it"
     assert (exported / "model.json").read_bytes() == before
 
 
 def test_overwrite_refuses_a_folder_with_other_files(tiny_model_path, tmp_path, capsys):
     (tmp_path / "notes.txt").write_text("mine")
-    assert main([str(tiny_model_path), str(tmp_path), "--overwrite"]) == 1
+    assert main([str(tiny_model_path), str(tmp_path), "--overwrite"]) == 2
     assert "not an exported model (notes.txt)" in capsys.readouterr().err
     assert (tmp_path / "notes.txt").read_text() == "mine"
 
 
 def test_missing_model_is_a_one_line_error(tmp_path, capsys):
-    assert main([str(tmp_path / "nope.keras"), str(tmp_path / "out")]) == 1
+    assert main([str(tmp_path / "nope.keras"), str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert err == f"error: model file {tmp_path / 'nope.keras'} does not exist\n"
     assert not (tmp_path / "out").exists()

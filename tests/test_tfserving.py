@@ -110,7 +110,7 @@ def test_export_has_the_serving_signature(export_dir, tiny_model_path):
 
 
 def test_export_refuses_to_replace_a_version_without_overwrite(export_dir, tiny_model_path, capsys):
-    assert export_main([str(tiny_model_path), str(export_dir)]) == 1
+    assert export_main([str(tiny_model_path), str(export_dir)]) == 2
     assert "already exists; pass --overwrite" in capsys.readouterr().err
 
 

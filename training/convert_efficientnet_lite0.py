@@ -39,6 +39,8 @@ from pathlib import Path
 
 import numpy as np
 
+from aiface.quiet import quiet_tensorflow
+
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_NPZ = ROOT / "build" / "efficientnet_lite0_torch.npz"
 DEFAULT_OUT = ROOT / "training" / "weights" / "efficientnet_lite0_imagenet.weights.h5"
@@ -269,7 +271,7 @@ def build(npz: Path, out: Path, test_data: Path) -> int:
     print(f"through backbones.py's normalisation: max |logit diff| {photo_diff:.2e}")
     if photo_diff > LOGIT_TOLERANCE:
         failures.append("the normalisation in training/backbones.py is not (x - 127) / 128")
-    for (name, expected), row in zip(PHOTOS.items(), photo_logits):
+    for (name, expected), row in zip(PHOTOS.items(), photo_logits, strict=True):
         top = np.argsort(row)[::-1][:TOP_K]
         probabilities = np.exp(row - row.max()) / np.exp(row - row.max()).sum()
         print(f"{name} top-{TOP_K}: " + ", ".join(f"{c} ({probabilities[c]:.3f})" for c in top))
@@ -307,7 +309,9 @@ def write_test_data(path: Path, pixels: np.ndarray, reference: dict, arrays: dic
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m training.convert_efficientnet_lite0", description=__doc__.split("\n\n")[0]
+    )
     stages = parser.add_subparsers(dest="stage", required=True)
     export_parser = stages.add_parser("export", help="PyTorch state dict -> Keras-layout .npz (needs torch)")
     export_parser.add_argument("--pth", type=Path, help="the state dict (default: from the installed wheel)")
@@ -322,6 +326,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not args.npz.is_file():
         parser.error(f"{args.npz} does not exist; run the export stage first")
+    quiet_tensorflow()
     return build(args.npz, args.out, args.test_data)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-STRATEGIES = ("default", "mirrored", "multiworker")
+from training.cli import STRATEGIES
 
 
 def make_strategy(name: str) -> tf.distribute.Strategy:

@@ -26,6 +26,7 @@ import numpy as np
 
 from aiface.bundle import Bundle, ModelLoadError, load_bundle
 from training import metrics
+from training.cli import fail
 from training.launder import LAUNDER_QUALITY, LAUNDER_SIZE, downscale, jpeg_recompress, launder
 from training.layout import SPLITS, LayoutError, list_split
 from training.report import SUBSET_140K, markdown, number, plot_reliability, plot_roc
@@ -52,7 +53,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="python -m training.evaluate",
         description="Evaluate a model on a folder in the 140k layout and write a report.",
     )
-    parser.add_argument("model", type=Path, help="the model's .keras file (its .json beside it), or a folder holding one")
+    parser.add_argument(
+        "model", type=Path, help="the model's .keras file (its .json beside it), or a folder holding one"
+    )
     parser.add_argument("data_dir", type=Path, help="folder in the 140k layout: {train,valid,test}/{real,fake}")
     parser.add_argument("--split", default="test", choices=SPLITS, help="split to evaluate (default: test)")
     parser.add_argument("--out", type=Path, required=True, help="folder for report.json, report.md and the plots")
@@ -64,7 +67,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help=f"launder ({LAUNDER_SIZE} px + JPEG {LAUNDER_QUALITY}) both classes, only fakes or only reals "
         "before scoring (default: none); the robustness sweep is then skipped",
     )
-    parser.add_argument("--no-sweep", action="store_true", help="skip the robustness sweep (7 more passes over the data)")
+    parser.add_argument(
+        "--no-sweep", action="store_true", help="skip the robustness sweep (7 more passes over the data)"
+    )
     parser.add_argument("--batch-size", type=int, default=64, help="images per model call (default: 64)")
     args = parser.parse_args(argv)
     if args.batch_size < 1:
@@ -190,8 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         report = evaluate(args)
     except (ModelLoadError, LayoutError, ReportExistsError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        return fail(error)
     overall = report["overall"]
     print(
         f"{overall['images']} images: accuracy {overall['accuracy']:.4f}, "

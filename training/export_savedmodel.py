@@ -20,17 +20,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+from tqdm import tqdm
 
-import keras  # noqa: E402
-import tensorflow as tf  # noqa: E402
+from aiface.bundle import Bundle, ModelLoadError, load_bundle
+from training.cli import fail
+from training.staging import staged_folder
 
-from aiface.bundle import Bundle, ModelLoadError, load_bundle  # noqa: E402
-from training.staging import staged_folder  # noqa: E402
+if TYPE_CHECKING:
+    import keras
 
 SIGNATURE = "serving_default"
 INPUT_NAME = "image"
@@ -50,6 +51,9 @@ def _check_out_dir(out_dir: Path, version: int, overwrite: bool) -> None:
 
 
 def _archive(bundle: Bundle) -> keras.export.ExportArchive:
+    import keras
+    import tensorflow as tf
+
     model = bundle.model
     size = bundle.metadata.image_size
 
@@ -66,17 +70,27 @@ def _archive(bundle: Bundle) -> keras.export.ExportArchive:
     return archive
 
 
-def export_savedmodel(model_path: str | Path, out_dir: str | Path, version: int = 1, overwrite: bool = False) -> Path:
-    """Write ``out_dir/version/`` (the SavedModel) and ``out_dir/metadata.json``; returns the version folder."""
+def export_savedmodel(
+    model_path: str | Path, out_dir: str | Path, version: int = 1, overwrite: bool = False, progress: bool = False
+) -> Path:
+    """Write ``out_dir/version/`` (the SavedModel) and ``out_dir/metadata.json``; returns the version folder.
+
+    ``progress``: a bar on stderr through the export's steps after loading.
+    """
     if version < 1:
         raise ExportError(f"version must be a positive integer, got {version}")
     out_dir = Path(out_dir)
     _check_out_dir(out_dir, version, overwrite)
-    bundle = load_bundle(model_path)
     target = out_dir / str(version)
-    with staged_folder(target) as staged:
-        _archive(bundle).write_out(str(staged), verbose=False)
-    (out_dir / METADATA_FILE).write_text(json.dumps(bundle.metadata.to_json(), indent=2) + "\n")
+    bundle = load_bundle(model_path)
+    with tqdm(total=2, desc="export", unit="step", file=sys.stderr, disable=not progress) as bar:
+        bar.set_postfix_str("SavedModel")
+        with staged_folder(target) as staged:
+            _archive(bundle).write_out(str(staged), verbose=False)
+        bar.update()
+        bar.set_postfix_str("metadata")
+        (out_dir / METADATA_FILE).write_text(json.dumps(bundle.metadata.to_json(), indent=2) + "\n")
+        bar.update()
     return target
 
 
@@ -90,12 +104,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--version", type=int, default=1, help="version folder name (default 1)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing version folder")
     args = parser.parse_args(argv)
+    if args.version < 1:
+        parser.error(f"--version must be a positive integer, got {args.version}")
     try:
-        target = export_savedmodel(args.model, args.out_dir, args.version, args.overwrite)
+        target = export_savedmodel(args.model, args.out_dir, args.version, args.overwrite, progress=True)
     except (ExportError, ModelLoadError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    print(f"wrote {target} (signature {SIGNATURE}: {INPUT_NAME} -> {OUTPUT_NAME}) and {Path(args.out_dir) / METADATA_FILE}")
+        return fail(error)
+    metadata = Path(args.out_dir) / METADATA_FILE
+    print(f"wrote {target} (signature {SIGNATURE}: {INPUT_NAME} -> {OUTPUT_NAME}) and {metadata}")
     return 0
 
 

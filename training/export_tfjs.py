@@ -13,15 +13,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+from tqdm import tqdm
 
-from aiface.bundle import Bundle, ModelLoadError, load_bundle  # noqa: E402
-from training.fold_batchnorm import FoldError, fold_batchnorm, verify_folded  # noqa: E402
-from training.staging import staged_folder  # noqa: E402
+from aiface.bundle import Bundle, ModelLoadError, load_bundle
+from aiface.quiet import quiet_tensorflow
+from training.cli import fail
+from training.staging import staged_folder
 
 QUANTIZATIONS = {
     "none": None,
@@ -44,9 +44,9 @@ class ExportError(RuntimeError):
 
 
 def _converter():
-    # tensorflowjs imports TF Decision Forests, which otherwise prints an
-    # advertisement on stdout.
-    os.environ.setdefault("TFDF_DISABLE_WELCOME_MESSAGE", "1")
+    # Also turns off the advertisement TF Decision Forests (imported by
+    # tensorflowjs) would print on stdout.
+    quiet_tensorflow()
     from tensorflowjs.converters import tf_saved_model_conversion_v2
 
     return tf_saved_model_conversion_v2
@@ -103,29 +103,46 @@ def tfjs_metadata(bundle: Bundle, quantization: str) -> dict:
 
 
 def export_tfjs(model_path: str | Path, out_dir: str | Path, quantize: str = DEFAULT_QUANTIZATION,
-                overwrite: bool = False) -> Path:
-    """Write ``model.json``, its weight shards and ``metadata.json`` into ``out_dir``."""
+                overwrite: bool = False, progress: bool = False) -> Path:
+    """Write ``model.json``, its weight shards and ``metadata.json`` into ``out_dir``.
+
+    ``progress``: a bar on stderr through the export's four steps after loading.
+    """
     if quantize not in QUANTIZATIONS:
         raise ExportError(f"unknown quantization {quantize!r}; choose one of: {', '.join(QUANTIZATIONS)}")
     out_dir = Path(out_dir)
     check_out_dir(out_dir, overwrite)
     bundle = load_bundle(model_path)
-    folded = fold_batchnorm(bundle.model)
-    verify_folded(bundle.model, folded)
-    converter = _converter()
-    with staged_folder(out_dir) as staged:
-        saved_model = staged.parent / "saved_model"
-        folded.export(str(saved_model), format="tf_saved_model", verbose=False)
-        converter.convert_tf_saved_model(
-            str(saved_model),
-            str(staged),
-            quantization_dtype_map=QUANTIZATIONS[quantize],
-            # One shard: the extension loads it from its own package, where
-            # fewer, larger files are faster than the default 4 MB pieces.
-            weight_shard_size_bytes=64 * 1024 * 1024,
-        )
-        check_wasm_compatible(json.loads((staged / "model.json").read_text()))
-        (staged / "metadata.json").write_text(json.dumps(tfjs_metadata(bundle, quantize), indent=2) + "\n")
+    from training.fold_batchnorm import FoldError, fold_batchnorm, verify_folded  # Keras, loaded by now
+
+    with tqdm(total=4, desc="export", unit="step", file=sys.stderr, disable=not progress) as bar:
+        bar.set_postfix_str("fold BatchNorm")
+        folded = fold_batchnorm(bundle.model)
+        bar.update()
+        bar.set_postfix_str("verify the fold")
+        try:
+            verify_folded(bundle.model, folded)
+        except FoldError as error:
+            raise ExportError(str(error)) from error
+        bar.update()
+        converter = _converter()
+        with staged_folder(out_dir) as staged:
+            bar.set_postfix_str("SavedModel")
+            saved_model = staged.parent / "saved_model"
+            folded.export(str(saved_model), format="tf_saved_model", verbose=False)
+            bar.update()
+            bar.set_postfix_str("TF.js")
+            converter.convert_tf_saved_model(
+                str(saved_model),
+                str(staged),
+                quantization_dtype_map=QUANTIZATIONS[quantize],
+                # One shard: the extension loads it from its own package, where
+                # fewer, larger files are faster than the default 4 MB pieces.
+                weight_shard_size_bytes=64 * 1024 * 1024,
+            )
+            check_wasm_compatible(json.loads((staged / "model.json").read_text()))
+            (staged / "metadata.json").write_text(json.dumps(tfjs_metadata(bundle, quantize), indent=2) + "\n")
+            bar.update()
     return out_dir
 
 
@@ -141,10 +158,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--overwrite", action="store_true", help="replace an existing exported model in OUT_DIR")
     args = parser.parse_args(argv)
     try:
-        out_dir = export_tfjs(args.model, args.out_dir, args.quantize, args.overwrite)
-    except (ExportError, ModelLoadError, FoldError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+        out_dir = export_tfjs(args.model, args.out_dir, args.quantize, args.overwrite, progress=True)
+    except (ExportError, ModelLoadError) as error:
+        return fail(error)
     size = sum(p.stat().st_size for p in out_dir.iterdir())
     print(f"wrote {out_dir} ({args.quantize}, {size / 1024:.0f} KiB)")
     return 0

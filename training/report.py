@@ -11,7 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from matplotlib.figure import Figure
 
 from training import metrics
 
@@ -60,7 +59,11 @@ def markdown(report: dict) -> str:
         "",
         f"- model: `{model['path']}`; temperature {model['temperature']:.4g}; decision threshold "
         f"{model['threshold']:.4g}"
-        + (f" (chosen for {model['target_fpr']:.1%} reals called fake on valid)" if model["target_fpr"] is not None else ""),
+        + (
+            f" (chosen for {model['target_fpr']:.1%} reals called fake on valid)"
+            if model["target_fpr"] is not None
+            else ""
+        ),
         f"- data: `{data['dir']}`, split `{data['split']}`: {data['images']} images scored, "
         f"{len(data['skipped'])} unreadable skipped",
         f"- laundering: {data['launder_description']}",
@@ -86,7 +89,8 @@ def markdown(report: dict) -> str:
         ],
     )
     lines += ["", "## Per source", ""]
-    lines += _table(["source", *header], [_metric_row(f"`{name}`", block) for name, block in report["per_source"].items()])
+    per_source = [_metric_row(f"`{name}`", block) for name, block in report["per_source"].items()]
+    lines += _table(["source", *header], per_source)
     lines += ["", "## Robustness", ""]
     if report["robustness"] is None:
         lines.append(f"Not run: {report['robustness_note']}.")
@@ -113,6 +117,8 @@ def markdown(report: dict) -> str:
 
 def plot_roc(path: Path, curves: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
     """One ROC curve per named (labels, p_fake) pair that holds both classes."""
+    from matplotlib.figure import Figure  # on first use: half a second that --help need not wait for
+
     figure = Figure(figsize=(5, 5), dpi=120)
     axes = figure.add_subplot()
     axes.plot([0, 1], [0, 1], color="0.7", linestyle="--", linewidth=1)
@@ -141,6 +147,8 @@ def plot_reliability(path: Path, labels: np.ndarray, p_fake: np.ndarray) -> None
     ece = metrics.expected_calibration_error(labels, p_fake)
     centers = (table.edges[:-1] + table.edges[1:]) / 2
     width = table.edges[1] - table.edges[0]
+    from matplotlib.figure import Figure
+
     figure = Figure(figsize=(5, 6), dpi=120)
     top, bottom = figure.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": (3, 1)})
     top.plot([0, 1], [0, 1], color="0.7", linestyle="--", linewidth=1, label="perfect calibration")

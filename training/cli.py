@@ -1,0 +1,35 @@
+"""What the command-line tools share: arguments first, TensorFlow later, one way to fail.
+
+Every CLI (``training.evaluate``, ``training.export_tfjs``,
+``training.export_savedmodel``, ``training.convert_efficientnet_lite0``)
+parses its arguments before it imports TensorFlow or Keras, so ``--help`` and
+a mistyped option answer in well under a second instead of the 10-30 s
+TensorFlow takes to load. TensorFlow is then loaded, as late as possible
+(after the cheap checks: files exist, nothing would be overwritten), through
+``aiface.quiet``, without its CUDA noise; ``aiface.bundle.load_bundle`` does
+that itself. A usage error, whether argparse's or one found later (a
+missing model, a folder that would be overwritten), is one ``error:`` line on
+stderr and exit code 2 (``fail``).
+
+The names the training parser offers are here, not in the modules that
+define them (``training.backbones``, ``training.data``,
+``training.distribute``), because those import TensorFlow;
+``tests/test_cli.py`` checks that the two agree.
+"""
+
+from __future__ import annotations
+
+import sys
+
+USAGE_ERROR = 2
+
+BACKBONES = ("efficientnet_lite0", "resnet50", "tiny")
+HEADS = ("second_order", "average")
+FAIR_SOURCES = ("zoya_140k_subset", "roeishc_ffhq_sg2")
+STRATEGIES = ("default", "mirrored", "multiworker")
+
+
+def fail(error: BaseException | str) -> int:
+    """Print ``error: ...`` on stderr and return the usage-error exit code."""
+    print(f"error: {error}", file=sys.stderr)
+    return USAGE_ERROR
