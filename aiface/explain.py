@@ -1,16 +1,19 @@
 """Grad-CAM: where in the scored crop the evidence for the model's verdict lies.
 
-For the last convolutional block's feature map ``A`` (the base's output: for
-EfficientNet-Lite0 its ``head_activation``, for ResNet50 ``conv5_block3_out``)
-and the verdict's log-odds ``z`` (``logit_fake - logit_real`` before the final
-softmax, negated when the verdict is "real"), each channel ``k`` is weighted by
-the spatial mean of ``dz/dA_k``; the map is ``ReLU(sum_k weight_k * A_k)``,
-divided by its maximum so that it lies in [0, 1] (all zero when nothing speaks
-for the verdict).
+For each feature map ``A`` the head pools (for the average-pooled head the
+base's output, e.g. EfficientNet-Lite0's ``head_activation``; for the
+second-order head also the intermediate maps whose covariance it takes) and
+the verdict's log-odds ``z`` (``logit_fake - logit_real``, negated when the
+verdict is "real"), each channel ``k`` is weighted by the spatial mean of
+``dz/dA_k``; the terms ``sum_k weight_k * A_k`` of all maps are brought to
+the finest map's size (bilinear) and summed, and the map is the ReLU of the
+sum, divided by its maximum so that it lies in [0, 1] (all zero when nothing
+speaks for the verdict).
 
 What it shows: which parts of the crop raised the score the model gave.
 What it does not show: which pixels are "fake". The map is as coarse as the
-feature map (7 x 7 cells for a 224 px model, upsampled smoothly), it shows
+finest feature map (32 x 32 cells for a 256 px second-order model, 7 x 7
+for the 224 px average-pooled one, upsampled smoothly), it shows
 evidence for a verdict that may itself be wrong, and it is as meaningful for
 a real photo called real as for a fake one.
 
@@ -81,6 +84,8 @@ class GradCam:
         layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
         split = layers.index(base)
         before, after, final = layers[:split], layers[split + 1 : -1], layers[-1]
+        # A final Softmax follows a Dense layer giving logits; older models end in a softmax Dense.
+        ends_in_softmax = isinstance(final, keras.layers.Softmax)
         size = model.input_shape[1]
 
         def forward(image, sign):
@@ -88,16 +93,24 @@ class GradCam:
             for layer in before:
                 x = layer(x)
             features = base(x, training=False)
+            # A second-order model's base gives several maps, all pooled by the head: each
+            # map's Grad-CAM term is brought to the finest map's size and they are summed.
+            maps = list(features) if isinstance(features, (list, tuple)) else [features]
             with tf.GradientTape() as tape:
-                tape.watch(features)
-                h = features
+                tape.watch(maps)
+                h = maps if len(maps) > 1 else maps[0]
                 for layer in after:
                     h = layer(h)
-                logits = tf.matmul(h, final.kernel) + final.bias
+                logits = h if ends_in_softmax else tf.matmul(h, final.kernel) + final.bias
                 evidence = sign * (logits[:, 1] - logits[:, 0])
-            gradients = tape.gradient(evidence, features)
-            weights = tf.reduce_mean(gradients, axis=(1, 2), keepdims=True)
-            return tf.nn.relu(tf.reduce_sum(weights * features, axis=-1))[0]
+            gradients = tape.gradient(evidence, maps)
+            finest = maps[0].shape[1:3]
+            total = 0.0
+            for feature, gradient in zip(maps, gradients):
+                weights = tf.reduce_mean(gradient, axis=(1, 2), keepdims=True)
+                term = tf.reduce_sum(weights * feature, axis=-1, keepdims=True)
+                total += tf.image.resize(term, finest, method="bilinear") if term.shape[1:3] != finest else term
+            return tf.nn.relu(total[..., 0])[0]
 
         # Traced once: an eager tape through EfficientNet costs several times more.
         self._forward = tf.function(

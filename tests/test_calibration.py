@@ -77,7 +77,7 @@ def _tiny_model_with_spread():
     keras.utils.set_random_seed(0)
     model = build_model("tiny", TINY_SIZE)
     # Bigger final weights give the untrained model a spread of probabilities to calibrate.
-    layer = model.get_layer("probabilities")
+    layer = model.get_layer("logits")
     kernel, bias = layer.get_weights()
     layer.set_weights([kernel * 20, bias + np.array([0.3, -0.3], dtype=bias.dtype)])
     return model

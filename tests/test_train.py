@@ -8,8 +8,9 @@ import pytest
 
 from aiface.bundle import load_bundle
 from training import backbones
-from training.augment import augment
-from training.data import SkipLog, class_weights, make_dataset
+from training.augment import AugmentConfig, degrade, random_crop
+from training.data import SkipLog, make_training_dataset, sampling_weights
+from training.layout import Example
 from training.layout import list_split
 from training.train import main
 
@@ -18,7 +19,8 @@ from helpers import face_like
 
 def run(tmp_path, data, *extra):
     out = tmp_path / "run"
-    argv = [str(data), "--backbone", "tiny", "--image-size", "32", "--batch-size", "8", "--out", str(out), *extra]
+    argv = [str(data), "--backbone", "tiny", "--image-size", "32", "--crop-size", "24", "--batch-size", "8",
+            "--steps-per-epoch", "3", "--out", str(out), *extra]
     return main(argv), out
 
 
@@ -85,6 +87,23 @@ def test_bad_options_fail_with_one_clear_line(tmp_path, tiny_dataset, capsys, ex
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (("--crop-size", "40"), "must not exceed --image-size"),
+        (("--degrade-prob", "1.5"), "expected a number in [0, 1]"),
+        (("--fair-share", "nan"), "expected a number in [0, 1]"),
+        (("--steps-per-epoch", "0"), "expected a positive integer"),
+        (("--head", "max"), "invalid choice: 'max'"),
+    ],
+)
+def test_bad_settings_are_usage_errors(tmp_path, tiny_dataset, capsys, extra, message):
+    with pytest.raises(SystemExit) as exit_info:
+        run(tmp_path, tiny_dataset, "--epochs", "1", *extra)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
 def test_empty_folder_fails_clearly(tmp_path, capsys):
     for split in ("train", "valid"):
         for label in ("real", "fake"):
@@ -95,32 +114,93 @@ def test_empty_folder_fails_clearly(tmp_path, capsys):
 
 
 def test_finetuning_keeps_batchnorm_statistics_fixed(tiny_dataset):
-    model = backbones.build_model("tiny", 32)
+    model = backbones.build_model("tiny", None)
     backbones.unfreeze_top(model, 1.0)
     model.compile("adam", "sparse_categorical_crossentropy")
     bn = backbones.base_of(model).get_layer("bn0")
     before = [w.copy() for w in bn.get_weights()]
     skips = SkipLog()
     examples = list_split(tiny_dataset, "train")
-    model.fit(make_dataset(examples, 32, 8, training=True, skips=skips), epochs=1, verbose=0)
+    data = make_training_dataset(examples, 32, 24, 8, skips=skips, weights=sampling_weights(examples))
+    model.fit(data, epochs=1, steps_per_epoch=3, verbose=0)
     conv = backbones.base_of(model).get_layer("conv0")
     assert conv.trainable and not bn.trainable
     for old, new in zip(before, bn.get_weights()):
         assert np.array_equal(old, new)
 
 
-def test_class_weights_balance_the_classes(tiny_dataset):
-    examples = list_split(tiny_dataset, "train")[:18]  # 12 real, 6 fake
-    weights = class_weights(examples)
-    assert weights[0] * 12 == pytest.approx(weights[1] * 6)
+def examples_of(counts: dict[tuple[str, int], int]) -> list[Example]:
+    return [Example(f"{source}_{label}_{i}.jpg", label, source) for (source, label), n in counts.items() for i in range(n)]
 
 
-def test_augmentation_is_reproducible_and_keeps_type():
+def test_sampling_gives_the_fair_pairs_their_share_with_classes_equal():
+    examples = examples_of({
+        ("zoya_140k_subset", 0): 500, ("zoya_140k_subset", 1): 550, ("roeishc_ffhq_sg2", 0): 374,
+        ("roeishc_ffhq_sg2", 1): 300, ("utk", 0): 3500, ("lfw", 0): 1000, ("hmdghoul", 1): 2800,
+    })
+    weights = sampling_weights(examples, fair_share=0.5)
+    assert sum(weights.values()) == pytest.approx(1.0)
+    assert weights[("zoya_140k_subset", 0)] == weights[("roeishc_ffhq_sg2", 1)] == pytest.approx(0.125)
+    # The other half: a quarter per class, whatever the number of images.
+    assert weights[("utk", 0)] == weights[("lfw", 0)] == pytest.approx(0.125)
+    assert weights[("hmdghoul", 1)] == pytest.approx(0.25)
+    fake = sum(w for (source, label), w in weights.items() if label == 1)
+    assert fake == pytest.approx(0.5)
+
+
+def test_sampling_without_fair_sources_balances_classes_and_sources():
+    weights = sampling_weights(examples_of({("a", 0): 10, ("b", 0): 1, ("c", 1): 99}))
+    assert weights == {("a", 0): pytest.approx(0.25), ("b", 0): pytest.approx(0.25), ("c", 1): pytest.approx(0.5)}
+
+
+def test_training_batches_follow_the_sampling_weights(tiny_dataset):
+    examples = list_split(tiny_dataset, "train")
+    weights = {(source, label): (0.9 if label == 1 else 0.1 / 2) for source, label in
+               {(e.source, e.label) for e in examples}}
+    total = sum(weights.values())
+    weights = {group: w / total for group, w in weights.items()}
+    data = make_training_dataset(examples, 32, 24, 50, skips=SkipLog(), weights=weights, seed=3)
+    images, labels = next(iter(data))
+    assert images.shape == (50, 24, 24, 3)
+    assert 0.75 < float(np.mean(labels.numpy())) <= 1.0
+
+
+def test_degradation_happens_with_its_probability_and_is_reproducible():
     pixels = face_like(1, size=96)
-    first = augment(pixels, np.random.default_rng(5))
-    second = augment(pixels, np.random.default_rng(5))
+    never = AugmentConfig(degrade_prob=0.0)
+    assert all(degrade(pixels, np.random.default_rng(i), never) is pixels for i in range(20))
+    always = AugmentConfig(degrade_prob=1.0)
+    first = degrade(pixels, np.random.default_rng(5), always)
+    assert np.array_equal(first, degrade(pixels, np.random.default_rng(5), always))
     assert first.dtype == np.uint8 and first.ndim == 3 and first.shape[2] == 3
-    assert np.array_equal(first, second)
+    changed = sum(not np.array_equal(degrade(pixels, np.random.default_rng(i), always), pixels) for i in range(20))
+    assert changed >= 15
+    with pytest.raises(ValueError, match="degrade_prob"):
+        AugmentConfig(degrade_prob=1.5)
+
+
+def test_random_crop_moves_pixels_without_resampling():
+    model_input = np.arange(32 * 32 * 3, dtype=np.float32).reshape(32, 32, 3)
+    for seed in range(10):
+        crop = random_crop(model_input, 24, np.random.default_rng(seed))
+        assert crop.shape == (24, 24, 3)
+        # Every value is one of the input's, in a window of it (flipped or not).
+        top, left = np.argwhere(model_input[:, :, 0] == crop[:, :, 0].min())[0]
+        window = model_input[top : top + 24, left : left + 24]
+        assert np.array_equal(crop, window) or np.array_equal(crop, window[:, ::-1])
+    with pytest.raises(ValueError):
+        random_crop(model_input, 40, np.random.default_rng(0))
+
+
+def test_selection_keeps_the_best_epoch(trained):
+    state = json.loads((trained / "state.json").read_text())
+    best = state["best"]
+    assert 1 <= best["epoch"] <= 2 and 0.0 <= best["fair_auc"] <= 1.0
+    rows = (trained / "history.csv").read_text().strip().splitlines()
+    header = rows[0].split(",")
+    aucs = [float(row.split(",")[header.index("fair_auc")]) for row in rows[1:]]
+    assert best["fair_auc"] == pytest.approx(max(aucs))
+    assert load_bundle(trained / "model.keras").metadata.training["best_epoch"] == best
 
 
 MIRRORED = """
@@ -135,8 +215,8 @@ sys.exit(main(sys.argv[1:]))
 
 def test_mirrored_training_on_two_logical_cpus(tmp_path, tiny_dataset):
     out = tmp_path / "mirrored"
-    argv = [str(tiny_dataset), "--backbone", "tiny", "--image-size", "32", "--batch-size", "8",
-            "--epochs", "2", "--strategy", "mirrored", "--out", str(out)]
+    argv = [str(tiny_dataset), "--backbone", "tiny", "--image-size", "32", "--crop-size", "24", "--batch-size", "8",
+            "--steps-per-epoch", "3", "--epochs", "2", "--strategy", "mirrored", "--out", str(out)]
     result = subprocess.run([sys.executable, "-c", MIRRORED, *argv], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "2 replica(s)" in result.stderr

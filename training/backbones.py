@@ -2,9 +2,19 @@
 
 Every model takes (N, size, size, 3) float32 RGB in [0, 255] (see
 ``training.preprocess``) and normalises it itself, so that each runtime feeds
-the same values. Its output is ``[p_real, p_fake]`` from
-GlobalAveragePooling2D -> Dense(256, relu) -> Dense(2, softmax), the head of
-the original ResNet50 design.
+the same values. Its output is ``[p_real, p_fake]`` from one of two heads:
+
+- ``second_order`` (the default): the channel covariance of intermediate
+  blocks and the last block's per-channel mean and standard deviation
+  (``aiface.layers``), concatenated -> Dropout -> Dense(2) -> Softmax;
+- ``average``: GlobalAveragePooling2D -> Dense(256, relu) -> Dense(2) ->
+  Softmax, the head of the original ResNet50 design.
+
+The base is a nested model whose outputs are the maps the head pools, and the
+head's pooling is a nested model named ``pooling``, so that freezing the base,
+folding BatchNorm and Grad-CAM see one base and one head whatever the head.
+With ``image_size=None`` the model takes any input size (training on crops,
+validating on full frames with the same weights).
 """
 
 from __future__ import annotations
@@ -17,14 +27,23 @@ from typing import Callable
 import keras
 from keras import layers
 
-from aiface.layers import RGBToBGR
 from training.efficientnet_lite import LAST_CONV_LAYER as LITE0_LAST_CONV
 from training.efficientnet_lite import efficientnet_lite0
+from aiface.layers import CovariancePooling, MeanStdPooling, RGBToBGR
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 LITE0_IMAGENET = WEIGHTS_DIR / "efficientnet_lite0_imagenet.weights.h5"
+# The last Dense layer gives logits (calibration reads them exactly and
+# divides them by the temperature); a Softmax layer turns them into the output.
+LOGITS_LAYER = "logits"
 PROBABILITIES_LAYER = "probabilities"
+POOLING_MODEL = "pooling"
 CLASS_NAMES = ("real", "fake")
+HEADS = ("second_order", "average")
+# Wider maps are first reduced by a learned 1x1 convolution, so that a
+# covariance never has more than 128 * 129 / 2 = 8,256 values.
+MAX_COVARIANCE_CHANNELS = 128
+HEAD_DROPOUT = 0.2
 
 
 class BackboneError(ValueError):
@@ -40,9 +59,11 @@ class Backbone:
     variance: tuple[float, float, float]
     bgr: bool
     last_conv_layer: str
+    # Intermediate layers whose channel covariance the second-order head pools.
+    covariance_taps: tuple[str, ...] = ()
 
 
-def _resnet50(image_size: int, imagenet: bool) -> keras.Model:
+def _resnet50(image_size: int | None, imagenet: bool) -> keras.Model:
     # "imagenet" downloads from the Keras weight store: only for users who are online.
     return keras.applications.ResNet50(
         include_top=False,
@@ -51,7 +72,7 @@ def _resnet50(image_size: int, imagenet: bool) -> keras.Model:
     )
 
 
-def _lite0(image_size: int, imagenet: bool) -> keras.Model:
+def _lite0(image_size: int | None, imagenet: bool) -> keras.Model:
     base = efficientnet_lite0(image_size)
     if imagenet:
         verify_sha256(LITE0_IMAGENET)
@@ -59,7 +80,7 @@ def _lite0(image_size: int, imagenet: bool) -> keras.Model:
     return base
 
 
-def _tiny(image_size: int, imagenet: bool) -> keras.Model:
+def _tiny(image_size: int | None, imagenet: bool) -> keras.Model:
     if imagenet:
         raise BackboneError("the tiny backbone has no ImageNet weights; use --weights none")
     inputs = keras.Input((image_size, image_size, 3))
@@ -81,6 +102,8 @@ BACKBONES = {
         variance=(128.0**2, 128.0**2, 128.0**2),
         bgr=False,
         last_conv_layer=LITE0_LAST_CONV,
+        # The ends of the stride-8 (40 channels) and stride-16 (112 channels) stages.
+        covariance_taps=("blocks_4_add", "blocks_10_add"),
     ),
     "resnet50": Backbone(
         build_base=_resnet50,
@@ -89,6 +112,7 @@ BACKBONES = {
         variance=(1.0, 1.0, 1.0),
         bgr=True,
         last_conv_layer="conv5_block3_out",
+        covariance_taps=("conv3_block4_out", "conv4_block6_out"),
     ),
     # A few thousand parameters: for tests and smoke runs, not for use.
     "tiny": Backbone(
@@ -97,6 +121,7 @@ BACKBONES = {
         variance=(127.5**2, 127.5**2, 127.5**2),
         bgr=False,
         last_conv_layer="relu1",
+        covariance_taps=("relu0",),
     ),
 }
 
@@ -122,7 +147,12 @@ def verify_sha256(path: Path) -> None:
 
 
 def build_model(
-    backbone: str, image_size: int, weights: str | None = None, *, train_batchnorm: bool = False
+    backbone: str,
+    image_size: int | None,
+    weights: str | None = None,
+    *,
+    train_batchnorm: bool = False,
+    head: str = "second_order",
 ) -> keras.Model:
     """The full classifier. ``weights``: None, "imagenet", or a base weights file.
 
@@ -130,25 +160,55 @@ def build_model(
     layers must learn their statistics; a pretrained base keeps them frozen.
     """
     spec = get_backbone(backbone)
+    if head not in HEADS:
+        raise BackboneError(f"unknown head {head!r}; choose one of: {', '.join(HEADS)}")
     base = spec.build_base(image_size, weights == "imagenet")
     if weights not in (None, "imagenet"):
         if not Path(weights).is_file():
             raise BackboneError(f"weights file {weights} does not exist")
         base.load_weights(weights)
+    if head == "second_order":
+        taps = [base.get_layer(name).output for name in spec.covariance_taps]
+        base = keras.Model(base.input, [*taps, base.output], name=base.name)
     inputs = keras.Input((image_size, image_size, 3), name="image")
     x = layers.Normalization(mean=spec.mean, variance=spec.variance, name="normalize")(inputs)
     if spec.bgr:
         x = RGBToBGR(name="rgb_to_bgr")(x)
     # training=False keeps a pretrained base's BatchNorm in inference mode in both phases.
-    x = base(x) if train_batchnorm else base(x, training=False)
-    x = layers.GlobalAveragePooling2D(name="pool")(x)
-    x = layers.Dense(256, activation="relu", name="dense")(x)
-    outputs = layers.Dense(2, activation="softmax", name=PROBABILITIES_LAYER)(x)
+    features = base(x) if train_batchnorm else base(x, training=False)
+    if head == "second_order":
+        x = second_order_pooling(features)(features)
+        x = layers.Dropout(HEAD_DROPOUT, name="dropout")(x)
+    else:
+        x = average_pooling(features)(features)
+    logits = layers.Dense(2, name=LOGITS_LAYER)(x)
+    outputs = layers.Softmax(name=PROBABILITIES_LAYER)(logits)
     return keras.Model(inputs, outputs, name=f"aiface_{backbone}")
 
 
+def second_order_pooling(features: list) -> keras.Model:
+    """The covariance of every map but the last, and the last one's mean and std."""
+    inputs = [keras.Input(feature.shape[1:], name=f"map{index}") for index, feature in enumerate(features)]
+    pooled = []
+    for index, tensor in enumerate(inputs[:-1]):
+        if tensor.shape[-1] > MAX_COVARIANCE_CHANNELS:
+            tensor = layers.Conv2D(MAX_COVARIANCE_CHANNELS, 1, use_bias=False, name=f"reduce{index}")(tensor)
+        pooled.append(CovariancePooling(name=f"covariance{index}")(tensor))
+    pooled.append(MeanStdPooling(name="mean_std")(inputs[-1]))
+    outputs = layers.Concatenate(name="second_order")(pooled)
+    return keras.Model(inputs, outputs, name=POOLING_MODEL)
+
+
+def average_pooling(feature) -> keras.Model:
+    """The original design's head up to its last layer."""
+    inputs = keras.Input(feature.shape[1:], name="map")
+    x = layers.GlobalAveragePooling2D(name="pool")(inputs)
+    outputs = layers.Dense(256, activation="relu", name="dense")(x)
+    return keras.Model(inputs, outputs, name=POOLING_MODEL)
+
+
 def base_of(model: keras.Model) -> keras.Model:
-    """The convolutional base nested inside a classifier."""
+    """The convolutional base nested inside a classifier (the first nested model)."""
     return next(layer for layer in model.layers if isinstance(layer, keras.Model))
 
 

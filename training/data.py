@@ -1,9 +1,16 @@
-"""Streaming labelled images into training batches with tf.data.
+"""Streaming labelled images into batches with tf.data.
 
 Images are decoded one by one by ``aiface.preprocess`` (the same code the
 server runs) inside the pipeline, never all loaded at once. A file that cannot
 be read is dropped from the batch and recorded in a ``SkipLog``; training goes
 on.
+
+Training batches are drawn by source (``sampling_weights``): the fair pairs,
+whose real and fake images share one pipeline and so can only be told apart
+by generation artefacts, fill a fixed share of every batch with both classes
+equal, and the other sources share the rest, class by class. Without it the
+easy sources (where resolution or background gives the label away) dominate
+the loss, and the network learns which collection an image came from.
 """
 
 from __future__ import annotations
@@ -11,15 +18,18 @@ from __future__ import annotations
 import itertools
 import sys
 import threading
-from collections import Counter
+from collections import defaultdict
 from typing import Sequence
 
 import numpy as np
 import tensorflow as tf
 
 from aiface.preprocess import ImageError, load_image, to_model_input
-from training.augment import AugmentConfig, augment
+from training.augment import AugmentConfig, degrade, random_crop
 from training.layout import Example
+
+# The two sources whose real and fake images went through one pipeline.
+FAIR_SOURCES = ("zoya_140k_subset", "roeishc_ffhq_sg2")
 
 
 class SkipLog:
@@ -49,52 +59,109 @@ class SkipLog:
         self._reported = len(skipped)
 
 
-def class_weights(examples: Sequence[Example]) -> dict[int, float]:
-    """Weights that give both classes the same total weight in the loss."""
-    counts = Counter(example.label for example in examples)
-    return {label: len(examples) / (len(counts) * count) for label, count in counts.items()}
+def sampling_weights(
+    examples: Sequence[Example], fair_sources: Sequence[str] = FAIR_SOURCES, fair_share: float = 0.5
+) -> dict[tuple[str, int], float]:
+    """The chance that a draw comes from each (source, label) group; they sum to 1.
+
+    The fair sources get ``fair_share`` (all of it when nothing else is
+    there), split equally between their groups; the other sources get the
+    rest, half per class, split equally between the sources of that class.
+    """
+    if not 0.0 <= fair_share <= 1.0:
+        raise ValueError(f"the fair share must be in [0, 1], got {fair_share}")
+    groups = sorted({(example.source, example.label) for example in examples})
+    fair = [group for group in groups if group[0] in fair_sources]
+    other = [group for group in groups if group[0] not in fair_sources]
+    if not fair or not other:
+        fair_share = 1.0 if fair else 0.0
+    weights = {group: fair_share / len(fair) for group in fair}
+    by_label = defaultdict(list)
+    for group in other:
+        by_label[group[1]].append(group)
+    for members in by_label.values():
+        for group in members:
+            weights[group] = (1.0 - fair_share) / len(by_label) / len(members)
+    return weights
 
 
-def make_dataset(
-    examples: Sequence[Example],
-    image_size: int,
-    batch_size: int,
-    *,
-    training: bool,
-    skips: SkipLog,
-    seed: int = 0,
-    augment_config: AugmentConfig | None = AugmentConfig(),
-) -> tf.data.Dataset:
-    """(images, labels) batches; shuffled and augmented when ``training``."""
-    paths = [str(example.path) for example in examples]
-    labels = np.array([example.label for example in examples], dtype=np.int32)
-    # One random stream per image load, derived from the seed and a counter, so
-    # parallel decoding threads never share a generator.
+def _loader(image_size: int, skips: SkipLog, transform):
+    """A tf.data map function: path -> (image, ok); ``transform(pixels, rng) -> model input``."""
     draws = itertools.count()
-    seeds = np.random.SeedSequence(seed)
 
-    def load(path: bytes) -> tuple[np.ndarray, bool]:
+    def load(path: bytes, seed: int) -> tuple[np.ndarray, bool]:
         name = path.decode()
         try:
             pixels = load_image(name).pixels
         except (ImageError, OSError) as error:
             skips.add(name, str(error))
             return np.zeros((image_size, image_size, 3), np.float32), False
-        if training and augment_config is not None:
-            rng = np.random.default_rng([seeds.entropy, next(draws)])
-            pixels = augment(pixels, rng, augment_config)
-        return to_model_input(pixels, image_size), True
+        # One random stream per load, from the seed and a counter, so that
+        # parallel decoding threads never share a generator.
+        rng = np.random.default_rng([int(seed), next(draws)])
+        return np.ascontiguousarray(transform(pixels, rng), dtype=np.float32), True
 
+    return load
+
+
+def _batches(dataset: tf.data.Dataset, load, size: int, batch_size: int, seed: int, stateful: bool):
     def load_op(path, label):
-        image, ok = tf.numpy_function(load, [path], [tf.float32, tf.bool], stateful=training)
-        image.set_shape((image_size, image_size, 3))
+        image, ok = tf.numpy_function(load, [path, seed], [tf.float32, tf.bool], stateful=stateful)
+        image.set_shape((size, size, 3))
         ok.set_shape(())
         return image, ok, label
 
-    dataset = tf.data.Dataset.from_tensor_slices((paths, labels))
-    if training:
-        dataset = dataset.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
-    dataset = dataset.map(load_op, num_parallel_calls=tf.data.AUTOTUNE, deterministic=not training)
+    dataset = dataset.map(load_op, num_parallel_calls=tf.data.AUTOTUNE, deterministic=not stateful)
     dataset = dataset.filter(lambda image, ok, label: ok)
     dataset = dataset.map(lambda image, ok, label: (image, label))
     return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def _slices(examples: Sequence[Example]) -> tf.data.Dataset:
+    paths = [str(example.path) for example in examples]
+    labels = np.array([example.label for example in examples], dtype=np.int32)
+    return tf.data.Dataset.from_tensor_slices((paths, labels))
+
+
+def make_dataset(examples: Sequence[Example], image_size: int, batch_size: int, *, skips: SkipLog) -> tf.data.Dataset:
+    """(images, labels) batches of full frames, in order, as they are scored."""
+    load = _loader(image_size, skips, lambda pixels, rng: to_model_input(pixels, image_size))
+    return _batches(_slices(examples), load, image_size, batch_size, seed=0, stateful=False)
+
+
+def make_training_dataset(
+    examples: Sequence[Example],
+    image_size: int,
+    crop_size: int,
+    batch_size: int,
+    *,
+    skips: SkipLog,
+    weights: dict[tuple[str, int], float],
+    seed: int = 0,
+    augment_config: AugmentConfig | None = AugmentConfig(),
+) -> tf.data.Dataset:
+    """An endless stream of augmented ``crop_size`` batches, drawn by source with ``weights``.
+
+    Each image is degraded (by chance), brought to ``image_size`` by the
+    shared preprocessing, as the server does, and cropped to ``crop_size``
+    without resampling.
+    """
+    if crop_size > image_size:
+        raise ValueError(f"the crop ({crop_size} px) must not be larger than the image size ({image_size} px)")
+    groups = defaultdict(list)
+    for example in examples:
+        groups[(example.source, example.label)].append(example)
+    chosen = [group for group in sorted(groups) if weights.get(group, 0.0) > 0.0]
+    streams = [
+        _slices(groups[group]).shuffle(len(groups[group]), seed=seed + index, reshuffle_each_iteration=True).repeat()
+        for index, group in enumerate(chosen)
+    ]
+    mixed = tf.data.Dataset.sample_from_datasets(streams, weights=[weights[group] for group in chosen], seed=seed)
+
+    def transform(pixels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        if augment_config is not None:
+            pixels = degrade(pixels, rng, augment_config)
+        return random_crop(to_model_input(pixels, image_size), crop_size, rng)
+
+    load = _loader(crop_size, skips, transform)
+    return _batches(mixed, load, crop_size, batch_size, seed=seed, stateful=True)

@@ -1,17 +1,27 @@
 """Fine-tune a classifier on a folder in the 140k layout.
 
     python -m training.train DATA_DIR --backbone efficientnet_lite0 \\
-        --image-size 224 --epochs 5 --batch-size 32 --out runs/lite0
+        --image-size 256 --crop-size 224 --epochs 12 --out runs/lite0
+
+At native resolution: the model scores an image at ``--image-size`` (256 px,
+the data's own size, so a face image is never resampled), and trains on
+random ``--crop-size`` windows of it. Batches are drawn by source, the fair
+pairs filling ``--fair-share`` of each (``training.data``), and a draw is
+degraded with probability ``--degrade-prob`` (``training.augment``).
 
 With pretrained weights, two phases after keras-io's transfer-learning
 guide: ``--head-epochs`` with the base frozen, then the top ``--unfreeze``
 fraction of the base trained at ``--fine-tune-lr``, BatchNorm staying in
 inference mode throughout. From scratch (no base weights; see ``--weights``) every layer,
-BatchNorm included, trains from the first epoch. A checkpoint
-(weights and optimizer state) is written after every epoch; ``--resume``
-continues an interrupted run from it. At the end the model is calibrated on
-``valid`` (temperature, and the threshold for ``--target-fpr`` false
-positives on real faces) and written as ``RUN_DIR/model.keras`` + ``.json``.
+BatchNorm included, trains from the first epoch. An epoch is
+``--steps-per-epoch`` batches. After each epoch the model is scored on the fair
+pairs' ``valid`` images (ROC AUC, the mean over the fair sources) and the best
+epoch's weights are kept; ``--patience`` epochs without improvement end the
+run. A checkpoint (weights and optimizer state) is written after every epoch;
+``--resume`` continues an interrupted run from it. At the end the best
+weights are calibrated on ``valid`` (temperature, and the threshold for
+``--target-fpr`` false positives on real faces) and written as
+``RUN_DIR/model.keras`` + ``.json``.
 """
 
 from __future__ import annotations
@@ -28,6 +38,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
+import numpy as np  # noqa: E402
 
 # Skipping unreadable files leaves the epoch length unknown to Keras, which
 # then warns at the end of every epoch that the data "ran out"; and the
@@ -40,18 +51,21 @@ from aiface.bundle import Bundle, Metadata, ModelLoadError, save_bundle  # noqa:
 from training.calibration import calibrate  # noqa: E402
 from training.augment import AugmentConfig  # noqa: E402
 from training.distribute import STRATEGIES, make_strategy  # noqa: E402
-from training.data import SkipLog, class_weights, make_dataset  # noqa: E402
+from training.data import FAIR_SOURCES, SkipLog, make_dataset, make_training_dataset, sampling_weights  # noqa: E402
+from training.metrics import roc_auc  # noqa: E402
 from training.layout import Example, LayoutError, find_root, list_split, sources_table  # noqa: E402
 
 CHECKPOINT = "checkpoint.keras"
 STATE = "state.json"
 HISTORY = "history.csv"
 MODEL = "model.keras"
-RUN_FILES = (CHECKPOINT, STATE, HISTORY, MODEL, "model.json")
+BEST = "best.weights.h5"
+RUN_FILES = (CHECKPOINT, STATE, HISTORY, BEST, MODEL, "model.json")
 # Settings a resumed run takes from the interrupted one rather than the command line.
 RESUMED_SETTINGS = (
-    "backbone", "image_size", "batch_size", "head_epochs", "lr", "fine_tune_lr",
-    "unfreeze", "weights", "seed", "augment", "exclude_source", "repeat_source", "target_fpr", "name", "version",
+    "backbone", "head", "image_size", "crop_size", "batch_size", "steps_per_epoch", "head_epochs", "lr",
+    "fine_tune_lr", "unfreeze", "weights", "seed", "augment", "degrade_prob", "fair_source", "fair_share",
+    "exclude_source", "target_fpr", "name", "version",
 )
 
 
@@ -60,10 +74,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("data_dir", help="folder in the 140k layout ({train,valid,test}/{real,fake})")
     parser.add_argument("--out", required=True, help="run folder for checkpoints and the final model")
     parser.add_argument("--backbone", default="efficientnet_lite0", help=f"one of {', '.join(backbones.BACKBONES)}")
-    parser.add_argument("--image-size", type=int, default=224)
-    parser.add_argument("--epochs", type=int, default=5, help="total epochs, head phase included")
+    parser.add_argument("--head", default="second_order", choices=backbones.HEADS, help="how the base's features are pooled")
+    parser.add_argument("--image-size", type=positive_int, default=256, help="the size the model scores images at")
+    parser.add_argument("--crop-size", type=positive_int, default=224, help="the size of the random training crops")
+    parser.add_argument("--epochs", type=positive_int, default=12, help="total epochs, head phase included")
     parser.add_argument("--head-epochs", type=int, default=1, help="epochs with the base frozen (none when training from scratch)")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--steps-per-epoch", type=positive_int, default=100, help="batches an epoch")
+    parser.add_argument("--patience", type=positive_int, default=4, help="epochs without a better fair-pair AUC before stopping")
+    parser.add_argument("--batch-size", type=positive_int, default=32)
     parser.add_argument("--lr", type=float, default=1e-3, help="learning rate of the head phase")
     parser.add_argument("--fine-tune-lr", type=float, default=1e-4)
     parser.add_argument("--unfreeze", type=float, default=1.0, help="fraction of the base's top layers to fine-tune")
@@ -73,17 +91,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="'imagenet', 'none', or a base weights file; 'auto' is the committed ImageNet "
         "weights for efficientnet_lite0 and none otherwise ('imagenet' for resnet50 downloads)",
     )
-    parser.add_argument("--no-augment", dest="augment", action="store_false")
-    parser.add_argument("--exclude-source", action="append", default=[], help="leave a source out of train and valid")
+    parser.add_argument("--no-augment", dest="augment", action="store_false", help="no degradations (crops and flips stay)")
+    parser.add_argument("--degrade-prob", type=probability, default=0.3, help="chance that a training draw is degraded")
     parser.add_argument(
-        "--repeat-source",
+        "--fair-source",
         action="append",
-        default=[],
-        type=source_repeat,
-        metavar="SOURCE=K",
-        help="show a source's training images K times an epoch, e.g. to weight the one "
-        "source whose real and fake share a pipeline above the easy ones",
+        help="a source whose real and fake images share one pipeline (repeatable; default: "
+        + ", ".join(FAIR_SOURCES) + "); they fill --fair-share of every batch and select the best epoch",
     )
+    parser.add_argument("--fair-share", type=probability, default=0.5, help="share of every batch drawn from the fair sources")
+    parser.add_argument("--exclude-source", action="append", default=[], help="leave a source out of train and valid")
     parser.add_argument("--target-fpr", type=float, default=0.01, help="false-positive rate on real faces for the threshold")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--name", default="aiface")
@@ -96,28 +113,37 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
     parser.add_argument("--overwrite", action="store_true", help="replace an earlier run's files in --out")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    args.fair_source = args.fair_source or list(FAIR_SOURCES)
+    if args.crop_size > args.image_size:
+        parser.error(f"--crop-size ({args.crop_size}) must not exceed --image-size ({args.image_size})")
+    return args
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, not {text!r}")
+    return value
+
+
+def probability(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], not {text!r}")
+    return value
 
 
 def resolve_weights(backbone: str, weights: str) -> str | None:
     if weights == "auto":
         return "imagenet" if backbone == "efficientnet_lite0" else None
     return None if weights == "none" else weights
-
-
-def source_repeat(text: str) -> list:
-    source, _, count = text.partition("=")
-    if not source or not count.isdigit() or int(count) < 1:
-        raise argparse.ArgumentTypeError(f"expected SOURCE=K with K a positive integer, not {text!r}")
-    return [source, int(count)]
-
-
-def repeat_sources(examples: list[Example], repeats: list) -> list[Example]:
-    counts = dict(repeats)
-    unknown = set(counts) - {example.source for example in examples}
-    if unknown:
-        raise LayoutError(f"--repeat-source names source(s) not in train: {', '.join(sorted(unknown))}")
-    return [example for example in examples for _ in range(counts.get(example.source, 1))]
 
 
 def sources_digest(data_dir: str) -> str | None:
@@ -143,18 +169,54 @@ def prepare_run_dir(args: argparse.Namespace) -> Path:
     return out
 
 
+class FairSelection(keras.callbacks.Callback):
+    """After each epoch: the fair pairs' valid ROC AUC (``fair_auc``, the mean over
+    their sources); keeps the best epoch's weights and stops after ``patience``
+    epochs without a better one."""
+
+    def __init__(self, out: Path, images: np.ndarray, labels: np.ndarray, sources: np.ndarray,
+                 patience: int, best: dict | None):
+        super().__init__()
+        self.out, self.images, self.labels, self.sources = out, images, labels, sources
+        self.patience = patience
+        self.best = best or {"epoch": 0, "fair_auc": -1.0}
+
+    def score(self) -> float:
+        p_fake = self.model.predict(self.images, batch_size=32, verbose=0)[:, 1]
+        aucs = [roc_auc(self.labels[self.sources == s], p_fake[self.sources == s]) for s in np.unique(self.sources)]
+        aucs = [auc for auc in aucs if auc is not None]
+        return float(np.mean(aucs)) if aucs else 0.0
+
+    def on_epoch_end(self, epoch, logs=None):
+        auc = self.score()
+        if logs is not None:
+            logs["fair_auc"] = auc
+        if auc > self.best["fair_auc"]:
+            self.best = {"epoch": epoch + 1, "fair_auc": auc}
+            partial = self.out / ("partial-" + BEST)
+            self.model.save_weights(partial)
+            os.replace(partial, self.out / BEST)
+        print(f"epoch {epoch + 1}: fair-pair valid ROC AUC {auc:.4f} (best {self.best['fair_auc']:.4f}, "
+              f"epoch {self.best['epoch']})", file=sys.stderr)
+        if epoch + 1 - self.best["epoch"] >= self.patience:
+            print(f"no better fair-pair AUC for {self.patience} epochs: stopping", file=sys.stderr)
+            self.model.stop_training = True
+
+
 class Checkpoint(keras.callbacks.Callback):
     """After each epoch: model and optimizer state, then the epoch count, each written atomically."""
 
-    def __init__(self, out: Path, settings: dict, skips: SkipLog):
+    def __init__(self, out: Path, settings: dict, skips: SkipLog, selection: FairSelection):
         super().__init__()
-        self.out, self.settings, self.skips = out, settings, skips
+        self.out, self.settings, self.skips, self.selection = out, settings, skips, selection
 
     def on_epoch_end(self, epoch, logs=None):
         partial = self.out / ("partial-" + CHECKPOINT)
         self.model.save(partial)
         os.replace(partial, self.out / CHECKPOINT)
-        state = {"epoch": epoch + 1, "settings": self.settings, "skipped": self.skips.skipped}
+        state = {
+            "epoch": epoch + 1, "settings": self.settings, "skipped": self.skips.skipped, "best": self.selection.best,
+        }
         (self.out / (STATE + ".partial")).write_text(json.dumps(state, indent=2))
         os.replace(self.out / (STATE + ".partial"), self.out / STATE)
         self.skips.report()
@@ -168,57 +230,78 @@ def compile_for(model: keras.Model, learning_rate: float) -> None:
     )
 
 
+def load_selection_set(examples: list[Example], image_size: int, skips: SkipLog):
+    """The fair pairs' valid images as full frames, once, for scoring after every epoch."""
+    images, labels = [], []
+    for batch, batch_labels in make_dataset(examples, image_size, 32, skips=skips):
+        images.append(batch.numpy())
+        labels.append(batch_labels.numpy())
+    kept = {str(e.path) for e in examples} - set(skips.skipped)
+    sources = np.array([e.source for e in examples if str(e.path) in kept])
+    return np.concatenate(images), np.concatenate(labels), sources
+
+
 def train(args: argparse.Namespace) -> Path:
     out = prepare_run_dir(args)
     backbones.get_backbone(args.backbone)
     excluded = set(args.exclude_source)
-    train_examples = repeat_sources(
-        [e for e in list_split(args.data_dir, "train") if e.source not in excluded], args.repeat_source
-    )
+    train_examples = [e for e in list_split(args.data_dir, "train") if e.source not in excluded]
     valid_examples = [e for e in list_split(args.data_dir, "valid") if e.source not in excluded]
+    # The fair pairs select the epoch; a folder without them (a user's own data) is selected on all of valid.
+    fair_valid = [e for e in valid_examples if e.source in args.fair_source] or valid_examples
     settings = {key: getattr(args, key) for key in RESUMED_SETTINGS}
     skips = SkipLog()
-    train_data = make_dataset(
-        train_examples, args.image_size, args.batch_size, training=True, skips=skips,
-        seed=args.seed, augment_config=AugmentConfig() if args.augment else None,
+    weights = sampling_weights(train_examples, args.fair_source, args.fair_share)
+    train_data = make_training_dataset(
+        train_examples, args.image_size, args.crop_size, args.batch_size, skips=skips, weights=weights,
+        seed=args.seed, augment_config=AugmentConfig(degrade_prob=args.degrade_prob) if args.augment else None,
     )
-    valid_data = make_dataset(valid_examples, args.image_size, args.batch_size, training=False, skips=skips)
-    weights = class_weights(train_examples)
     strategy = make_strategy(args.strategy)
     print(
-        f"training {args.backbone} at {args.image_size} px on {len(train_examples)} images "
-        f"(class weights {weights}), validating on {len(valid_examples)}, "
-        f"{strategy.num_replicas_in_sync} replica(s)",
+        f"training {args.backbone} ({args.head} head) on {args.crop_size} px crops of {len(train_examples)} images "
+        f"scored at {args.image_size} px, {args.steps_per_epoch} batches of {args.batch_size} an epoch, "
+        f"{strategy.num_replicas_in_sync} replica(s); draws by source and class: "
+        + ", ".join(f"{source}/{backbones.CLASS_NAMES[label]} {w:.3f}" for (source, label), w in sorted(weights.items())),
         file=sys.stderr,
     )
+    print(f"selecting epochs on {len(fair_valid)} valid images of {', '.join(sorted({e.source for e in fair_valid}))}",
+          file=sys.stderr)
+    selection_set = load_selection_set(fair_valid, args.image_size, skips)
 
     weights_source = resolve_weights(args.backbone, args.weights)
     # From scratch there is no base worth freezing: every layer, BatchNorm
     # included, trains from the first epoch.
     scratch = weights_source is None
     head_epochs = 0 if scratch else args.head_epochs
-    start = 0
+    start, best = 0, None
     with strategy.scope():
         if args.resume:
-            start = json.loads((out / STATE).read_text())["epoch"]
+            state = json.loads((out / STATE).read_text())
+            start, best = state["epoch"], state.get("best")
             model = keras.models.load_model(out / CHECKPOINT)
             print(f"resuming after epoch {start} from {out / CHECKPOINT}", file=sys.stderr)
         else:
             keras.utils.set_random_seed(args.seed)
-            model = backbones.build_model(args.backbone, args.image_size, weights_source, train_batchnorm=scratch)
+            # Any input size: crops to train, full frames to select on.
+            model = backbones.build_model(
+                args.backbone, None, weights_source, train_batchnorm=scratch, head=args.head
+            )
             # A fresh model is trainable throughout, as training from scratch needs.
             if not scratch:
                 backbones.freeze_base(model)
             compile_for(model, args.lr)
 
-    callbacks = [Checkpoint(out, settings, skips), keras.callbacks.CSVLogger(out / HISTORY, append=True)]
+    selection = FairSelection(out, *selection_set, patience=args.patience, best=best)
+    callbacks = [
+        selection, Checkpoint(out, settings, skips, selection), keras.callbacks.CSVLogger(out / HISTORY, append=True),
+    ]
     # A progress bar on a terminal, one line per epoch in a log file.
     verbose = 1 if sys.stdout.isatty() else 2
-    fit = dict(validation_data=valid_data, class_weight=weights, callbacks=callbacks, verbose=verbose)
+    fit = dict(steps_per_epoch=args.steps_per_epoch, callbacks=callbacks, verbose=verbose)
     if start < head_epochs:
         model.fit(train_data, epochs=head_epochs, initial_epoch=start, **fit)
         start = head_epochs
-    if start < args.epochs:
+    if start < args.epochs and not getattr(model, "stop_training", False):
         # A run resumed inside the fine-tuning phase has its base unfrozen and its optimizer state already.
         if not any(layer.trainable for layer in backbones.base_of(model).layers):
             with strategy.scope():
@@ -226,8 +309,11 @@ def train(args: argparse.Namespace) -> Path:
                 compile_for(model, args.fine_tune_lr)
         model.fit(train_data, epochs=args.epochs, initial_epoch=start, **fit)
 
-    # A fresh copy without optimizer state keeps the shipped file small.
-    final = backbones.build_model(args.backbone, args.image_size, weights=None, train_batchnorm=scratch)
+    # The best epoch's weights, in a fresh copy at the scoring size without
+    # optimizer state (it keeps the shipped file small).
+    final = backbones.build_model(args.backbone, args.image_size, weights=None, train_batchnorm=scratch, head=args.head)
+    if (out / BEST).is_file():
+        model.load_weights(out / BEST)
     final.set_weights(model.get_weights())
     metadata = Metadata(
         backbone=args.backbone,
@@ -237,8 +323,10 @@ def train(args: argparse.Namespace) -> Path:
         training={
             "command": "python -m training.train " + shlex.join(sys.argv[1:]),
             "settings": settings,
-            "epochs": args.epochs,
+            "epochs": json.loads((out / STATE).read_text())["epoch"] if (out / STATE).is_file() else 0,
+            "best_epoch": selection.best,
             "train_images": len(train_examples),
+            "sampling_weights": {f"{source}/{backbones.CLASS_NAMES[label]}": w for (source, label), w in sorted(weights.items())},
             "sources_csv_sha256": sources_digest(args.data_dir),
             "skipped_files": sorted(skips.skipped),
         },
