@@ -1,4 +1,4 @@
-"""The metrics against values worked out by hand."""
+"""The metrics (scikit-learn's where they can be) against values worked out by hand."""
 
 import numpy as np
 import pytest
@@ -38,9 +38,12 @@ def test_roc_curve_steps_through_each_distinct_score():
     np.testing.assert_allclose(curve.thresholds, [np.inf, 0.9, 0.8, 0.7, 0.6, 0.4, 0.2, 0.1])
     np.testing.assert_allclose(curve.false_positive_rate, [0, 0, 0, 0.25, 0.5, 0.5, 0.75, 1.0])
     np.testing.assert_allclose(curve.true_positive_rate, [0, 0.25, 0.5, 0.5, 0.75, 1.0, 1.0, 1.0])
-    # The trapezoid area under the points equals the rank-based AUC.
-    area = np.sum(np.diff(curve.false_positive_rate) * (curve.true_positive_rate[1:] + curve.true_positive_rate[:-1]) / 2)
-    assert area == pytest.approx(metrics.roc_auc(LABELS, P_FAKE))
+    # The trapezoid area under the points is the AUC counted by hand above (12.5 of 16 pairs).
+    fpr, tpr = curve.false_positive_rate, curve.true_positive_rate
+    area = np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2)
+    assert area == pytest.approx(12.5 / 16)
+    with pytest.raises(ValueError, match="both real and fake"):
+        metrics.roc_curve([1, 1], [0.2, 0.9])
 
 
 def test_average_precision_by_hand():
@@ -54,8 +57,9 @@ def test_average_precision_by_hand():
 def test_log_loss_and_clipping():
     expected = -(np.log(0.8) + np.log(1 - 0.3)) / 2
     assert metrics.log_loss([1, 0], [0.8, 0.3]) == pytest.approx(expected)
-    # A confident mistake costs -log(eps), not infinity.
+    # A confident mistake costs -log(eps), not infinity, and one class alone is fine.
     assert metrics.log_loss([1], [0.0]) == pytest.approx(-np.log(metrics.LOG_LOSS_EPS))
+    assert metrics.log_loss([0, 0], [0.0, 0.5]) == pytest.approx(-np.log(0.5) / 2)
 
 
 def test_reliability_bins_and_ece():

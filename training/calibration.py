@@ -20,14 +20,14 @@ import numpy as np
 
 from aiface.bundle import Bundle
 from training import metrics
-from training.backbones import LOGITS_LAYER, PROBABILITIES_LAYER
+from training.backbones import PROBABILITIES_LAYER
 from training.layout import Example
 from training.scoring import score_examples
 
 # Temperatures searched, as log T: wide enough for any sane network.
 LOG_T_RANGE = (np.log(0.01), np.log(100.0))
-_GRID_POINTS = 161
-_GOLDEN_STEPS = 60
+# log T to within 1e-6, a relative error of 1e-6 in T.
+_LOG_T_TOLERANCE = 1e-6
 # Probabilities are clipped this far from 0 and 1 before taking logits.
 _P_EPS = 1e-12
 
@@ -51,37 +51,28 @@ def scaled_nll(logits: np.ndarray, labels: np.ndarray, temperature: float) -> fl
 def fit_temperature_to_logits(logits, labels) -> float:
     """The temperature minimising the NLL of ``sigmoid(logits / T)``.
 
-    The NLL is convex in ``1 / T``, hence unimodal in ``log T``: a coarse grid
-    over ``LOG_T_RANGE`` finds the bracket, golden-section search refines it.
-    Perfectly separated data drive T to the range's lower end; constant
-    logits carry no information and give 1.
+    The NLL is convex in ``1 / T``, hence unimodal in ``log T``: SciPy's
+    bounded scalar minimiser (Brent's method) searches ``log T`` over
+    ``LOG_T_RANGE``. Perfectly separated data drive T to the range's lower
+    end; constant logits carry no information and give 1.
     """
+    from scipy.optimize import minimize_scalar
+
     logits = np.asarray(logits, dtype=np.float64)
     labels = np.asarray(labels)
     if logits.size == 0 or logits.shape != labels.shape:
         raise ValueError("need logits and labels of equal, non-zero length")
     if np.all(logits == logits.flat[0]):
         return 1.0
-
-    def loss(log_t: float) -> float:
-        return scaled_nll(logits, labels, float(np.exp(log_t)))
-
-    grid = np.linspace(*LOG_T_RANGE, _GRID_POINTS)
-    best = int(np.argmin([loss(u) for u in grid]))
-    low, high = grid[max(best - 1, 0)], grid[min(best + 1, grid.size - 1)]
-    ratio = (np.sqrt(5.0) - 1.0) / 2.0
-    a, b = high - ratio * (high - low), low + ratio * (high - low)
-    loss_a, loss_b = loss(a), loss(b)
-    for _ in range(_GOLDEN_STEPS):
-        if loss_a <= loss_b:
-            high, b, loss_b = b, a, loss_a
-            a = high - ratio * (high - low)
-            loss_a = loss(a)
-        else:
-            low, a, loss_a = a, b, loss_b
-            b = low + ratio * (high - low)
-            loss_b = loss(b)
-    return float(np.exp((low + high) / 2.0))
+    result = minimize_scalar(
+        lambda log_t: scaled_nll(logits, labels, float(np.exp(log_t))),
+        bounds=LOG_T_RANGE,
+        method="bounded",
+        options={"xatol": _LOG_T_TOLERANCE},
+    )
+    if not result.success:
+        raise RuntimeError(f"the temperature fit did not converge: {result.message}")
+    return float(np.exp(result.x))
 
 
 def fit_temperature(p_fake, labels) -> float:
@@ -116,15 +107,10 @@ def pick_threshold(p_fake, labels, target_fpr: float = 0.01) -> float:
 
 
 def fold_temperature(model: keras.Model, temperature: float) -> None:
-    """Divide the final Dense layer's kernel and bias by ``temperature``, in place.
-
-    That layer is ``logits``; models saved before it existed end in a Dense
-    ``probabilities`` layer with a softmax activation.
-    """
+    """Divide the final Dense layer's kernel and bias by ``temperature``, in place."""
     if not (np.isfinite(temperature) and temperature > 0):
         raise ValueError(f"temperature must be a positive number, got {temperature}")
-    names = {layer.name for layer in model.layers}
-    layer = model.get_layer(LOGITS_LAYER if LOGITS_LAYER in names else PROBABILITIES_LAYER)
+    layer = model.get_layer(PROBABILITIES_LAYER)
     kernel, bias = layer.get_weights()
     layer.set_weights([kernel / temperature, bias / temperature])
 

@@ -1,4 +1,4 @@
-"""Classification and calibration metrics of P(fake) scores, in numpy only.
+"""Classification and calibration metrics of P(fake) scores.
 
 Every function takes ``labels`` (1 = fake, 0 = real) and ``p_fake`` (the
 model's probability that the image is fake) and, where a decision is
@@ -14,6 +14,11 @@ classes this is the stricter of the two usual conventions (the top-label one
 merges each bin with its mirror image around 0.5, which can only lower it),
 and its diagram answers the question a user asks: "of the images called 80 %
 fake, how many were?"
+
+ROC AUC, the ROC curve, average precision and log loss are scikit-learn's;
+this module fixes the conventions around them (which class is positive, None
+for an undefined metric, the log-loss clipping). scikit-learn is imported on
+first use: it takes seconds, which a command's ``--help`` should not wait for.
 """
 
 from __future__ import annotations
@@ -40,6 +45,16 @@ def validate(labels, p_fake) -> tuple[np.ndarray, np.ndarray]:
     if not (np.isfinite(p_fake).all() and (p_fake >= 0).all() and (p_fake <= 1).all()):
         raise ValueError("p_fake must hold probabilities in [0, 1]")
     return labels.astype(np.int64), p_fake
+
+
+def _sklearn():
+    from sklearn import metrics as sklearn_metrics
+
+    return sklearn_metrics
+
+
+def _both_classes(labels: np.ndarray) -> bool:
+    return bool(labels.any() and not labels.all())
 
 
 def predict(p_fake, threshold: float = 0.5) -> np.ndarray:
@@ -72,34 +87,12 @@ def balanced_accuracy(labels, p_fake, threshold: float = 0.5) -> float | None:
     return float(np.mean(np.diag(matrix) / totals))
 
 
-def _average_ranks(values: np.ndarray) -> np.ndarray:
-    """1-based ranks in ascending order; tied values share their mean rank."""
-    _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
-    ends = np.cumsum(counts)
-    return ((ends - counts + 1 + ends) / 2.0)[inverse]
-
-
 def roc_auc(labels, p_fake) -> float | None:
-    """Area under the ROC curve by the Mann-Whitney rank sum; ties count half."""
+    """Area under the ROC curve (ties count half); None without both classes."""
     labels, p_fake = validate(labels, p_fake)
-    positives = int(labels.sum())
-    negatives = labels.size - positives
-    if positives == 0 or negatives == 0:
+    if not _both_classes(labels):
         return None
-    ranks = _average_ranks(p_fake)
-    rank_sum = ranks[labels == 1].sum()
-    return float((rank_sum - positives * (positives + 1) / 2.0) / (positives * negatives))
-
-
-def _cumulative_counts(labels: np.ndarray, p_fake: np.ndarray):
-    """Distinct scores in descending order with the fakes and reals at or above each."""
-    order = np.argsort(-p_fake, kind="stable")
-    scores, labels = p_fake[order], labels[order]
-    # Last position of each run of equal scores: a threshold cannot split ties.
-    last = np.r_[np.nonzero(np.diff(scores))[0], scores.size - 1]
-    fakes = np.cumsum(labels)[last]
-    reals = (last + 1) - fakes
-    return scores[last], fakes, reals
+    return float(_sklearn().roc_auc_score(labels, p_fake))
 
 
 @dataclass(frozen=True)
@@ -113,28 +106,18 @@ class RocCurve:
 def roc_curve(labels, p_fake) -> RocCurve:
     """One point per distinct score, from (0, 0) to (1, 1)."""
     labels, p_fake = validate(labels, p_fake)
-    positives = int(labels.sum())
-    negatives = labels.size - positives
-    if positives == 0 or negatives == 0:
+    if not _both_classes(labels):
         raise ValueError("a ROC curve needs both real and fake images")
-    thresholds, fakes, reals = _cumulative_counts(labels, p_fake)
-    return RocCurve(
-        false_positive_rate=np.r_[0.0, reals / negatives],
-        true_positive_rate=np.r_[0.0, fakes / positives],
-        thresholds=np.r_[np.inf, thresholds],
-    )
+    fpr, tpr, thresholds = _sklearn().roc_curve(labels, p_fake, drop_intermediate=False)
+    return RocCurve(false_positive_rate=fpr, true_positive_rate=tpr, thresholds=thresholds)
 
 
 def average_precision(labels, p_fake) -> float | None:
     """Sum over distinct thresholds of (recall gained) x (precision there); None without fakes."""
     labels, p_fake = validate(labels, p_fake)
-    positives = int(labels.sum())
-    if positives == 0:
+    if not labels.any():
         return None
-    _, fakes, reals = _cumulative_counts(labels, p_fake)
-    precision = fakes / (fakes + reals)
-    recall_gain = np.diff(np.r_[0, fakes]) / positives
-    return float(np.sum(recall_gain * precision))
+    return float(_sklearn().average_precision_score(labels, p_fake))
 
 
 def log_loss(labels, p_fake, eps: float = LOG_LOSS_EPS) -> float:
@@ -142,8 +125,7 @@ def log_loss(labels, p_fake, eps: float = LOG_LOSS_EPS) -> float:
     labels, p_fake = validate(labels, p_fake)
     if labels.size == 0:
         raise ValueError("log loss of no images is undefined")
-    p = np.clip(p_fake, eps, 1.0 - eps)
-    return float(-np.mean(np.where(labels == 1, np.log(p), np.log1p(-p))))
+    return float(_sklearn().log_loss(labels, np.clip(p_fake, eps, 1.0 - eps), labels=(0, 1)))
 
 
 @dataclass(frozen=True)

@@ -11,23 +11,21 @@ never a crash.
 from __future__ import annotations
 
 import sys
-import time
 from collections.abc import Callable, Collection, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from aiface.bundle import Bundle
 from aiface.preprocess import load_image, to_model_input
 from training.layout import Example
 
 Transform = Callable[[np.ndarray], np.ndarray]
-# Smallest positive float32: softmax outputs that underflowed to 0 still give a finite logit
-# (only for models saved without a ``logits`` layer).
+# Smallest positive float32: softmax outputs that underflowed to 0 still give a finite logit.
 _TINY = float(np.finfo(np.float32).tiny)
-PROGRESS_EVERY_S = 5.0
 
 
 @dataclass
@@ -71,35 +69,36 @@ def score_examples(
 ) -> Scores:
     """Score ``examples``; ``transform`` is applied only to images whose label is in ``transform_labels``.
 
-    ``progress``: a name to print progress lines under on stderr, or None for silence.
+    ``progress``: a name for a progress bar on stderr (redrawn in place on a
+    terminal, a line every 30 s in a log file), or None for silence.
     """
     if batch_size < 1:
         raise ValueError(f"batch size must be positive, got {batch_size}")
     size = bundle.metadata.image_size
-    logits_model = _logits_model(bundle.model)
     scored: list[Example] = []
     outputs: list[np.ndarray] = []
-    logit_outputs: list[np.ndarray] = []
     skipped: list[tuple[Path, str]] = []
-    started = last_report = time.monotonic()
+    bar = tqdm(
+        total=len(examples),
+        desc=progress,
+        unit="img",
+        file=sys.stderr,
+        disable=not progress,
+        mininterval=0.5 if sys.stderr.isatty() else 30.0,
+    )
 
     def finish(batch: Sequence[Example], futures: list[Future]) -> None:
         inputs = []
-        for example, future in zip(batch, futures):
+        for example, future in zip(batch, futures, strict=True):
             try:
                 inputs.append(future.result())
             except (ValueError, OSError) as error:  # ImageError is a ValueError
                 skipped.append((example.path, str(error)))
                 continue
             scored.append(example)
-        if not inputs:
-            return
-        if logits_model is None:
+        bar.update(len(batch))
+        if inputs:
             outputs.append(np.asarray(bundle.model.predict_on_batch(np.stack(inputs)), dtype=np.float64))
-        else:
-            logits, probabilities = logits_model.predict_on_batch(np.stack(inputs))
-            logit_outputs.append(np.asarray(logits, dtype=np.float64))
-            outputs.append(np.asarray(probabilities, dtype=np.float64))
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         pending = None
@@ -111,41 +110,17 @@ def score_examples(
             if pending is not None:
                 finish(*pending)
             pending = (batch, futures)
-            now = time.monotonic()
-            if progress and now - last_report >= PROGRESS_EVERY_S:
-                done = len(scored) + len(skipped)
-                print(
-                    f"{progress}: {done}/{len(examples)} images ({done / (now - started):.0f}/s)",
-                    file=sys.stderr,
-                    flush=True,
-                )
-                last_report = now
         if pending is not None:
             finish(*pending)
+    bar.close()
 
     probabilities = np.concatenate(outputs) if outputs else np.zeros((0, 2))
-    if progress:
-        elapsed = time.monotonic() - started
-        print(
-            f"{progress}: scored {len(scored)} images in {elapsed:.1f} s"
-            + (f", skipped {len(skipped)} unreadable" if skipped else ""),
-            file=sys.stderr,
-            flush=True,
-        )
-    if logits_model is None:
-        clipped = np.maximum(probabilities, _TINY)
-        logits = np.log(clipped[:, 1]) - np.log(clipped[:, 0])
-    else:
-        pairs = np.concatenate(logit_outputs) if logit_outputs else np.zeros((0, 2))
-        logits = pairs[:, 1] - pairs[:, 0]
-    return Scores(examples=scored, p_fake=probabilities[:, 1].copy(), logits=logits, skipped=skipped)
-
-
-def _logits_model(model):
-    """The model with its logits as a second output, or None for a model without a ``logits`` layer
-    (saved before it existed: its logits are recovered from the softmax, clipped)."""
-    import keras
-
-    if "logits" not in {layer.name for layer in model.layers}:
-        return None
-    return keras.Model(model.inputs, [model.get_layer("logits").output, model.output])
+    if progress and skipped:
+        print(f"{progress}: skipped {len(skipped)} unreadable images", file=sys.stderr, flush=True)
+    clipped = np.maximum(probabilities, _TINY)
+    return Scores(
+        examples=scored,
+        p_fake=probabilities[:, 1].copy(),
+        logits=np.log(clipped[:, 1]) - np.log(clipped[:, 0]),
+        skipped=skipped,
+    )
