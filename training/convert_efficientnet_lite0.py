@@ -24,8 +24,8 @@ Exact commands, from the repository root::
     PYTHONPATH=. /tmp/torchvenv/bin/python -m training.convert_efficientnet_lite0 export
     .venv/bin/python -m training.convert_efficientnet_lite0 build
 
-Conventions, settled by measurement (see README, "EfficientNet-Lite0 ImageNet
-weights"): padding is TensorFlow's "same" (asymmetric for stride 2, which the
+Conventions, settled by measurement (see docs/training.md, "The
+EfficientNet-Lite0 ImageNet weights"): padding is TensorFlow's "same" (asymmetric for stride 2, which the
 PyTorch port reproduces with static padding), and the input is ``(x - 127) / 128``,
 the TF Lite models' training normalisation, not ImageNet mean/std.
 """

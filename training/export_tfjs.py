@@ -31,7 +31,7 @@ QUANTIZATIONS = {
 # Half of float32's size, and within 0.01 of Keras; uint8 (one scale per
 # tensor in TF.js) moved probabilities by up to 0.5, probably because kernels
 # with BatchNorm folded in span very different ranges per channel. Measured
-# by benchmarks/quantization_cost.py (README, "Browser extension").
+# by benchmarks/quantization_cost.py (benchmarks/README.md).
 DEFAULT_QUANTIZATION = "float16"
 # Everything the converter and this module write; --overwrite replaces a
 # folder holding only these, never anything else.
