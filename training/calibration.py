@@ -20,7 +20,7 @@ import numpy as np
 
 from aiface.bundle import Bundle
 from training import metrics
-from training.backbones import PROBABILITIES_LAYER
+from training.backbones import LOGITS_LAYER, PROBABILITIES_LAYER
 from training.layout import Example
 from training.scoring import score_examples
 
@@ -107,10 +107,15 @@ def pick_threshold(p_fake, labels, target_fpr: float = 0.01) -> float:
 
 
 def fold_temperature(model: keras.Model, temperature: float) -> None:
-    """Divide the final Dense layer's kernel and bias by ``temperature``, in place."""
+    """Divide the final Dense layer's kernel and bias by ``temperature``, in place.
+
+    That layer is ``logits``; models saved before it existed end in a Dense
+    ``probabilities`` layer with a softmax activation.
+    """
     if not (np.isfinite(temperature) and temperature > 0):
         raise ValueError(f"temperature must be a positive number, got {temperature}")
-    layer = model.get_layer(PROBABILITIES_LAYER)
+    names = {layer.name for layer in model.layers}
+    layer = model.get_layer(LOGITS_LAYER if LOGITS_LAYER in names else PROBABILITIES_LAYER)
     kernel, bias = layer.get_weights()
     layer.set_weights([kernel / temperature, bias / temperature])
 

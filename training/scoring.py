@@ -24,7 +24,8 @@ from aiface.preprocess import load_image, to_model_input
 from training.layout import Example
 
 Transform = Callable[[np.ndarray], np.ndarray]
-# Smallest positive float32: softmax outputs that underflowed to 0 still give a finite logit.
+# Smallest positive float32: softmax outputs that underflowed to 0 still give a finite logit
+# (only for models saved without a ``logits`` layer).
 _TINY = float(np.finfo(np.float32).tiny)
 
 
@@ -75,8 +76,10 @@ def score_examples(
     if batch_size < 1:
         raise ValueError(f"batch size must be positive, got {batch_size}")
     size = bundle.metadata.image_size
+    logits_model = _logits_model(bundle.model)
     scored: list[Example] = []
     outputs: list[np.ndarray] = []
+    logit_outputs: list[np.ndarray] = []
     skipped: list[tuple[Path, str]] = []
     bar = tqdm(
         total=len(examples),
@@ -97,8 +100,14 @@ def score_examples(
                 continue
             scored.append(example)
         bar.update(len(batch))
-        if inputs:
+        if not inputs:
+            return
+        if logits_model is None:
             outputs.append(np.asarray(bundle.model.predict_on_batch(np.stack(inputs)), dtype=np.float64))
+        else:
+            logits, probabilities = logits_model.predict_on_batch(np.stack(inputs))
+            logit_outputs.append(np.asarray(logits, dtype=np.float64))
+            outputs.append(np.asarray(probabilities, dtype=np.float64))
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         pending = None
@@ -117,10 +126,20 @@ def score_examples(
     probabilities = np.concatenate(outputs) if outputs else np.zeros((0, 2))
     if progress and skipped:
         print(f"{progress}: skipped {len(skipped)} unreadable images", file=sys.stderr, flush=True)
-    clipped = np.maximum(probabilities, _TINY)
-    return Scores(
-        examples=scored,
-        p_fake=probabilities[:, 1].copy(),
-        logits=np.log(clipped[:, 1]) - np.log(clipped[:, 0]),
-        skipped=skipped,
-    )
+    if logits_model is None:
+        clipped = np.maximum(probabilities, _TINY)
+        logits = np.log(clipped[:, 1]) - np.log(clipped[:, 0])
+    else:
+        pairs = np.concatenate(logit_outputs) if logit_outputs else np.zeros((0, 2))
+        logits = pairs[:, 1] - pairs[:, 0]
+    return Scores(examples=scored, p_fake=probabilities[:, 1].copy(), logits=logits, skipped=skipped)
+
+
+def _logits_model(model):
+    """The model with its logits as a second output, or None for a model without a ``logits`` layer
+    (saved before it existed: its logits are recovered from the softmax, clipped)."""
+    import keras
+
+    if "logits" not in {layer.name for layer in model.layers}:
+        return None
+    return keras.Model(model.inputs, [model.get_layer("logits").output, model.output])
