@@ -1,0 +1,169 @@
+"""Compare models side by side on the figures that matter, in one run.
+
+    python -m training.compare MODEL [MODEL ...] --data DATA_DIR --split test --out DIR
+
+Each model scores the split four times: as it is, laundered (both classes),
+only fakes laundered and only reals laundered (the shortcut audit; the
+standard laundering of ``training.launder``). ``DIR/compare.json`` holds every
+figure; ``DIR/compare.md`` is one table, a column per model, the fair pairs
+first. A model is only ever judged at its own stored threshold.
+
+Why a separate tool from ``training.evaluate``: shipping a model means
+showing that it beats the one before on every fair figure in the same run on
+the same images, and the audit needs the four passes side by side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from aiface.bundle import ModelLoadError
+from training.cli import FAIR_SOURCES, fail
+
+PASSES = {"none": (), "both": (0, 1), "fake": (1,), "real": (0,)}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m training.compare", description=__doc__.split("\n\n")[0])
+    parser.add_argument("models", nargs="+", type=Path, help="models (.keras with .json beside) to compare")
+    parser.add_argument("--data", type=Path, required=True, help="folder in the 140k layout")
+    parser.add_argument("--split", default="test", choices=("train", "valid", "test"))
+    parser.add_argument("--out", type=Path, required=True, help="folder for compare.json and compare.md")
+    parser.add_argument("--overwrite", action="store_true", help="replace an earlier comparison in --out")
+    parser.add_argument("--batch-size", type=int, default=32)
+    return parser.parse_args(argv)
+
+
+def figures(scores: dict, threshold: float) -> dict:
+    """The comparison's figures from the four passes' Scores."""
+    import numpy as np
+
+    from training import metrics
+
+    def block(which: str, mask=None) -> dict | None:
+        s = scores[which]
+        mask = np.ones(len(s.examples), bool) if mask is None else mask(s)
+        if not mask.any():
+            return None
+        return metrics.summary(s.labels[mask], s.p_fake[mask], threshold)
+
+    plain = scores["none"]
+    result = {"all": block("none"), "laundered": block("both"), "per_source": {}, "laundered_per_source": {}}
+    for source in sorted(set(plain.sources)):
+        result["per_source"][source] = block("none", lambda s, source=source: s.sources == source)
+        result["laundered_per_source"][source] = block("both", lambda s, source=source: s.sources == source)
+    none_accuracy = result["all"]["accuracy"]
+    result["audit"] = {
+        "fakes_laundered_points": 100 * (block("fake")["accuracy"] - none_accuracy),
+        "reals_laundered_points": 100 * (block("real")["accuracy"] - none_accuracy),
+    }
+    reals = {src: b["false_positive_rate"] for src, b in result["per_source"].items() if b["real"]}
+    result["real_source_fpr"] = reals
+    result["worst_real_source_fpr"] = max(reals.values()) if reals else None
+    return result
+
+
+def compare(args: argparse.Namespace) -> dict:
+    if args.out.exists() and any(args.out.iterdir()) and not args.overwrite:
+        raise FileExistsError(f"{args.out} is not empty; pass --overwrite to replace its comparison")
+    from aiface.bundle import load_bundle
+    from training.launder import launder
+    from training.layout import list_split
+    from training.scoring import score_examples
+
+    examples = list_split(args.data, args.split)
+    results = {}
+    for path in args.models:
+        bundle = load_bundle(path)
+        meta = bundle.metadata
+        label = f"{meta.name} {meta.version}"
+        if label in results:  # two models of one name and version: tell them apart by path
+            label = f"{label} ({path})"
+        scores = {
+            which: score_examples(bundle, examples, transform=launder, transform_labels=labels,
+                                  batch_size=args.batch_size, progress=f"{label} ({which} laundered)")
+            for which, labels in PASSES.items()
+        }
+        results[label] = {
+            "path": str(path), "backbone": meta.backbone, "image_size": meta.image_size,
+            "threshold": meta.threshold, "images": len(scores["none"].examples), **figures(scores, meta.threshold),
+        }
+    report = {"data": str(args.data), "split": args.split, "models": results}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "compare.json").write_text(json.dumps(report, indent=2) + "\n")
+    (args.out / "compare.md").write_text(markdown(report))
+    return report
+
+
+def _fmt(value, percent: bool = False, signed: bool = False) -> str:
+    if value is None:
+        return "—"
+    if signed:
+        return f"{value:+.1f}"
+    return f"{100 * value:.1f} %" if percent else f"{value:.3f}"
+
+
+def rows(model: dict) -> list[tuple[str, str, str]]:
+    """(figure, value, which way is better) for one model."""
+    per, laundered = model["per_source"], model["laundered_per_source"]
+    out = []
+    for source in FAIR_SOURCES:
+        if source in per:
+            out += [
+                (f"`{source}` ROC AUC", _fmt(per[source]["roc_auc"]), "higher"),
+                (f"`{source}` accuracy", _fmt(per[source]["accuracy"]), "higher"),
+                (f"`{source}` laundered ROC AUC", _fmt(laundered[source]["roc_auc"]), "higher"),
+            ]
+    out += [
+        ("laundered balanced accuracy (all)", _fmt(model["laundered"]["balanced_accuracy"]), "higher"),
+        ("audit: only fakes laundered (accuracy points)", _fmt(model["audit"]["fakes_laundered_points"], signed=True), "nearer 0"),
+        ("audit: only reals laundered (accuracy points)", _fmt(model["audit"]["reals_laundered_points"], signed=True), "nearer 0"),
+        ("ECE (all)", _fmt(model["all"]["ece"]), "lower"),
+        ("reals called fake (all)", _fmt(model["all"]["false_positive_rate"], percent=True), "lower"),
+        ("reals called fake, worst real source", _fmt(model["worst_real_source_fpr"], percent=True), "lower"),
+        ("accuracy (all)", _fmt(model["all"]["accuracy"]), "higher"),
+        ("ROC AUC (all)", _fmt(model["all"]["roc_auc"]), "higher"),
+    ]
+    for source, fpr in model["real_source_fpr"].items():
+        out.append((f"reals called fake: `{source}`", _fmt(fpr, percent=True), "lower"))
+    for source, block in per.items():
+        if block["fake"] and not block["real"]:
+            out.append((f"fakes caught: `{source}`", _fmt(block["recall_fake"], percent=True), "higher"))
+            out.append((f"fakes caught laundered: `{source}`",
+                        _fmt(model["laundered_per_source"][source]["recall_fake"], percent=True), "higher"))
+    return out
+
+
+def markdown(report: dict) -> str:
+    names = list(report["models"])
+    tables = {name: rows(model) for name, model in report["models"].items()}
+    lines = [
+        f"# Side by side on `{report['data']}` {report['split']}",
+        "",
+        "Each model at its own stored threshold; laundered = downscaled to 128 px and re-saved as JPEG quality 40.",
+        "",
+        "| figure | " + " | ".join(names) + " | better |",
+        "|---|" + "---|" * len(names) + "---|",
+    ]
+    first = tables[names[0]]
+    for index, (figure, _, better) in enumerate(first):
+        values = [tables[name][index][1] if index < len(tables[name]) else "—" for name in names]
+        lines.append(f"| {figure} | " + " | ".join(values) + f" | {better} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        report = compare(args)
+    except (FileExistsError, ModelLoadError, OSError, ValueError) as error:
+        return fail(error)
+    print((args.out / "compare.md").read_text())
+    return 0 if report["models"] else 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
