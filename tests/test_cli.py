@@ -8,6 +8,7 @@ import sys
 import pytest
 
 CLIS = [
+    "training.train",
     "training.evaluate",
     "training.export_tfjs",
     "training.export_savedmodel",
@@ -82,10 +83,19 @@ def test_a_missing_model_is_exit_code_2_with_one_error_line(module, argv, tmp_pa
 
 
 def test_the_training_parser_offers_the_names_its_modules_define():
-    from training import backbones, cli, distribute
+    from training import backbones, cli, data, distribute
 
     assert cli.BACKBONES == tuple(backbones.BACKBONES)
+    assert cli.HEADS == backbones.HEADS
+    assert cli.FAIR_SOURCES == data.FAIR_SOURCES
     assert cli.STRATEGIES == distribute.STRATEGIES
+
+
+def test_a_model_is_named_after_its_run_folder_unless_named():
+    from training.train import parse_args
+
+    assert parse_args(["data", "--out", "runs/lite0-256/"]).name == "lite0-256"
+    assert parse_args(["data", "--out", "runs/x", "--name", "aiface"]).name == "aiface"
 
 
 @pytest.mark.slow

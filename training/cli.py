@@ -1,6 +1,6 @@
 """What the command-line tools share: arguments first, TensorFlow later, one way to fail.
 
-Every CLI (``training.evaluate``, ``training.export_tfjs``,
+Every CLI (``training.train``, ``training.evaluate``, ``training.export_tfjs``,
 ``training.export_savedmodel``, ``training.convert_efficientnet_lite0``)
 parses its arguments before it imports TensorFlow or Keras, so ``--help`` and
 a mistyped option answer in well under a second instead of the 10-30 s
@@ -33,3 +33,14 @@ def fail(error: BaseException | str) -> int:
     """Print ``error: ...`` on stderr and return the usage-error exit code."""
     print(f"error: {error}", file=sys.stderr)
     return USAGE_ERROR
+
+
+def train_main() -> None:
+    """The ``aiface-train`` script: runs ``training.train`` as ``python -m`` does.
+
+    ``training.train`` parses its arguments in its ``__main__`` block before
+    it imports Keras; importing it to call ``main()`` would load Keras first.
+    """
+    import runpy
+
+    runpy.run_module("training.train", run_name="__main__", alter_sys=True)

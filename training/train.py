@@ -35,25 +35,7 @@ import sys
 import warnings
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-
-# Skipping unreadable files leaves the epoch length unknown to Keras, which
-# then warns at the end of every epoch that the data "ran out"; and the
-# tf.data pipeline shuffles itself, which Keras also warns about.
-warnings.filterwarnings("ignore", message="Your input ran out of data")
-warnings.filterwarnings("ignore", message="`shuffle=True` was passed")
-
-from training import backbones  # noqa: E402
-from aiface.bundle import Bundle, Metadata, ModelLoadError, save_bundle  # noqa: E402
-from training.calibration import calibrate  # noqa: E402
-from training.augment import AugmentConfig  # noqa: E402
-from training.distribute import STRATEGIES, make_strategy  # noqa: E402
-from training.data import FAIR_SOURCES, SkipLog, make_dataset, make_training_dataset, sampling_weights  # noqa: E402
-from training.metrics import roc_auc  # noqa: E402
-from training.layout import Example, LayoutError, find_root, list_split, sources_table  # noqa: E402
+from training import cli
 
 CHECKPOINT = "checkpoint.keras"
 STATE = "state.json"
@@ -73,8 +55,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m training.train", description=__doc__.split("\n\n")[0])
     parser.add_argument("data_dir", help="folder in the 140k layout ({train,valid,test}/{real,fake})")
     parser.add_argument("--out", required=True, help="run folder for checkpoints and the final model")
-    parser.add_argument("--backbone", default="efficientnet_lite0", help=f"one of {', '.join(backbones.BACKBONES)}")
-    parser.add_argument("--head", default="second_order", choices=backbones.HEADS, help="how the base's features are pooled")
+    parser.add_argument("--backbone", default="efficientnet_lite0", choices=cli.BACKBONES, help="the convolutional base")
+    parser.add_argument("--head", default="second_order", choices=cli.HEADS, help="how the base's features are pooled")
     parser.add_argument("--image-size", type=positive_int, default=256, help="the size the model scores images at")
     parser.add_argument("--crop-size", type=positive_int, default=224, help="the size of the random training crops")
     parser.add_argument("--epochs", type=positive_int, default=12, help="total epochs, head phase included")
@@ -97,24 +79,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--fair-source",
         action="append",
         help="a source whose real and fake images share one pipeline (repeatable; default: "
-        + ", ".join(FAIR_SOURCES) + "); they fill --fair-share of every batch and select the best epoch",
+        + ", ".join(cli.FAIR_SOURCES) + "); they fill --fair-share of every batch and select the best epoch",
     )
     parser.add_argument("--fair-share", type=probability, default=0.5, help="share of every batch drawn from the fair sources")
     parser.add_argument("--exclude-source", action="append", default=[], help="leave a source out of train and valid")
     parser.add_argument("--target-fpr", type=float, default=0.01, help="false-positive rate on real faces for the threshold")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--name", default="aiface")
+    parser.add_argument("--name", help="the model's name in its metadata (default: the --out folder's name)")
     parser.add_argument("--version", default="0.1.0")
     parser.add_argument(
         "--strategy",
-        choices=STRATEGIES,
+        choices=cli.STRATEGIES,
         default="default",
         help="tf.distribute strategy: one device, all local devices, or the workers in TF_CONFIG",
     )
     parser.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
     parser.add_argument("--overwrite", action="store_true", help="replace an earlier run's files in --out")
     args = parser.parse_args(argv)
-    args.fair_source = args.fair_source or list(FAIR_SOURCES)
+    args.fair_source = args.fair_source or list(cli.FAIR_SOURCES)
+    args.name = args.name or Path(args.out).resolve().name
     if args.crop_size > args.image_size:
         parser.error(f"--crop-size ({args.crop_size}) must not exceed --image-size ({args.image_size})")
     return args
@@ -138,6 +121,34 @@ def probability(text: str) -> float:
     if not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError(f"expected a number in [0, 1], not {text!r}")
     return value
+
+
+if __name__ == "__main__":
+    # `python -m training.train`: --help and usage errors answer here, before
+    # TensorFlow loads (main() parses again, at no cost).
+    parse_args(sys.argv[1:])
+
+from aiface.quiet import quiet_tensorflow  # noqa: E402
+
+quiet_tensorflow()
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+# Skipping unreadable files leaves the epoch length unknown to Keras, which
+# then warns at the end of every epoch that the data "ran out"; and the
+# tf.data pipeline shuffles itself, which Keras also warns about.
+warnings.filterwarnings("ignore", message="Your input ran out of data")
+warnings.filterwarnings("ignore", message="`shuffle=True` was passed")
+
+from aiface.bundle import Bundle, Metadata, ModelLoadError, save_bundle  # noqa: E402
+from training import backbones  # noqa: E402
+from training.augment import AugmentConfig  # noqa: E402
+from training.calibration import calibrate  # noqa: E402
+from training.data import SkipLog, make_dataset, make_training_dataset, sampling_weights  # noqa: E402
+from training.distribute import make_strategy  # noqa: E402
+from training.layout import Example, LayoutError, find_root, list_split, sources_table  # noqa: E402
+from training.metrics import roc_auc  # noqa: E402
 
 
 def resolve_weights(backbone: str, weights: str) -> str | None:
@@ -347,8 +358,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         train(args)
     except (LayoutError, backbones.BackboneError, ModelLoadError, FileExistsError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        return cli.fail(error)
     return 0
 
 
