@@ -40,7 +40,16 @@ def test_temperature_recovers_the_one_that_made_the_labels(true_temperature):
 
 def test_temperature_from_probabilities_matches_logits():
     logits, labels = synthetic(2.0, count=5000)
-    assert fit_temperature(sigmoid(logits), labels) == pytest.approx(fit_temperature_to_logits(logits, labels), rel=1e-3)
+    fitted = fit_temperature(sigmoid(logits), labels)
+    assert fitted == pytest.approx(2.0, rel=0.1)
+    assert fitted == pytest.approx(fit_temperature_to_logits(logits, labels), rel=1e-3)
+
+
+def test_perfectly_separated_scores_drive_the_temperature_to_its_lower_bound():
+    # Every fake above every real: the sharper the better, down to the searched range's end (T = 0.01).
+    assert fit_temperature_to_logits(np.array([-3.0, -1.0, 2.0, 5.0]), np.array([0, 0, 1, 1])) == pytest.approx(
+        0.01, rel=1e-3
+    )
 
 
 def test_temperature_of_uninformative_scores_is_one():

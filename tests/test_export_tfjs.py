@@ -16,6 +16,7 @@ def exported(tiny_model_path, tmp_path_factory):
     return out_dir
 
 
+@pytest.mark.slow  # converting (SavedModel, then TF.js) takes seconds
 def test_export_writes_graph_model_and_metadata(exported):
     model_json = json.loads((exported / "model.json").read_text())
     metadata = json.loads((exported / "metadata.json").read_text())
@@ -37,6 +38,7 @@ def test_export_writes_graph_model_and_metadata(exported):
     assert "triangle" in metadata["preprocessing"]
 
 
+@pytest.mark.slow
 def test_refuses_to_overwrite_without_flag(exported, tiny_model_path, capsys):
     before = (exported / "model.json").read_bytes()
     assert main([str(tiny_model_path), str(exported)]) == 2

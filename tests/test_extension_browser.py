@@ -31,6 +31,9 @@ from training.backbones import build_model
 from training.export_tfjs import export_tfjs
 from training.layout import list_split
 
+# Each test drives the built extension in headless Chromium.
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
 ROOT = Path(__file__).resolve().parent.parent
 EXTENSION = ROOT / "extension"
 SHIPPED_KERAS = ROOT / "server" / "model" / "aiface.keras"

@@ -11,6 +11,8 @@ import pytest
 
 from aiface.preprocess import composite_on_white, to_model_input
 
+pytestmark = pytest.mark.process  # node
+
 PREPROCESS_JS = Path(__file__).resolve().parent.parent / "extension" / "src" / "preprocess.js"
 # Reads RGBA bytes from stdin, writes the float32 model input to stdout.
 DRIVER = """

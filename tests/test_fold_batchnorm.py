@@ -24,7 +24,7 @@ def _randomise_batchnorm(model: keras.Model, seed: int = 0) -> None:
             ])
 
 
-@pytest.mark.parametrize("backbone", ["tiny", "efficientnet_lite0"])
+@pytest.mark.parametrize("backbone", ["tiny", pytest.param("efficientnet_lite0", marks=pytest.mark.slow)])
 def test_folded_model_matches_original(backbone):
     keras.utils.set_random_seed(0)  # the same weights in every run
     model = build_model(backbone, 32)

@@ -25,6 +25,9 @@ THREADS = 2
 CLIENT_TIMEOUT_S = 2
 DEADLINE_S = 60.0
 
+# Real gunicorn in another process, waited on for up to a minute.
+pytestmark = [pytest.mark.process, pytest.mark.slow]
+
 
 def worker_pids(master: int) -> set[int]:
     """Live children of the gunicorn master, from /proc."""

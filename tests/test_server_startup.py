@@ -118,6 +118,8 @@ def wait_until_healthy(process: subprocess.Popen, url: str, deadline_s: float = 
     return wait_for(health, "a healthy server", process, deadline_s)
 
 
+@pytest.mark.process
+@pytest.mark.slow
 def test_real_server_process_answers_over_http(tiny_model_path):
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -142,6 +144,8 @@ def test_real_server_process_answers_over_http(tiny_model_path):
         process.stdout.close()
 
 
+@pytest.mark.process
+@pytest.mark.slow
 def test_real_server_process_refuses_to_start_without_a_model(tmp_path):
     missing = tmp_path / "absent.keras"
     process = start_flask(missing, free_port())

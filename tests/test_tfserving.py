@@ -169,6 +169,7 @@ print(status, sorted({"keras", "tensorflow", "matplotlib", "training"} & set(sys
 """
 
 
+@pytest.mark.process
 def test_tfserving_mode_loads_neither_keras_nor_the_training_package(export_dir):
     # The service imports only the core (aiface); with the model on TF Serving
     # (and no face finder, whose MTCNN runs on TensorFlow) nothing heavy is loaded.
