@@ -123,7 +123,8 @@ def load_bundle(path: str | Path) -> Bundle:
     import aiface.layers  # noqa: F401  (registers our layers before the model is deserialised)
 
     try:
-        model = keras.models.load_model(path, compile=False)
+        # safe_mode=True (the default, said out loud): a Lambda layer's pickled code is never run.
+        model = keras.models.load_model(path, compile=False, safe_mode=True)
     except (OSError, ValueError, TypeError, KeyError, zipfile.BadZipFile) as error:
         raise ModelLoadError(f"model file {path} is corrupt or not a Keras model: {error}") from None
     expected = (None, metadata.image_size, metadata.image_size, 3)

@@ -12,7 +12,7 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import click
-from flask import Flask, Request
+from flask import Flask, Request, g
 from flask_cors import CORS
 
 from aiface.bundle import ModelLoadError
@@ -37,9 +37,7 @@ class InMemoryRequest(Request):
         return io.BytesIO()
 
 
-def create_app(test_config: dict | None = None) -> Flask:
-    app = Flask(__name__, instance_relative_config=True)
-    app.request_class = InMemoryRequest
+def _configure(app: Flask, test_config: dict | None) -> None:
     app.config.from_mapping(settings.DEFAULTS)
     try:
         if test_config is None:
@@ -50,6 +48,24 @@ def create_app(test_config: dict | None = None) -> Flask:
         settings.normalise(app.config)
     except settings.ConfigError as error:
         raise StartupError(f"cannot start the detection service: {error}") from None
+
+
+def check_settings() -> str | None:
+    """What is wrong with the settings from the instance file and the environment, or None.
+
+    For gunicorn's master (server/gunicorn_conf.py), before any worker loads the model.
+    """
+    try:
+        _configure(Flask(__name__, instance_relative_config=True), None)
+    except StartupError as error:
+        return error.message
+    return None
+
+
+def create_app(test_config: dict | None = None) -> Flask:
+    app = Flask(__name__, instance_relative_config=True)
+    app.request_class = InMemoryRequest
+    _configure(app, test_config)
 
     try:
         app.extensions[EXTENSION_KEY] = Detector.from_config(app.config)
@@ -64,4 +80,15 @@ def create_app(test_config: dict | None = None) -> Flask:
     errors.register(app)
     admission.register(app)
     app.register_blueprint(bp)
+    app.after_request(_protective_headers)
     return app
+
+
+def _protective_headers(response):
+    # Browsers must not guess another type than JSON, and no cache may keep a
+    # verdict (or an error) on someone's upload.
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers.setdefault("Cache-Control", "no-store")
+    if g.get("close_connection"):  # a body refused half-read (server/body.py)
+        response.headers["Connection"] = "close"
+    return response

@@ -8,7 +8,9 @@ other tool also reads.
 
 from __future__ import annotations
 
+import math
 import os
+import re
 from pathlib import Path
 from typing import Callable, Mapping
 
@@ -21,6 +23,15 @@ DEFAULTS = {
     "MAX_CONTENT_LENGTH": 20 * 1024 * 1024,
     # Decoded pixels in one image: refuses decompression bombs before decoding.
     "MAX_IMAGE_PIXELS": 50_000_000,
+    # Pixels of the images being decoded and prepared at once in one process
+    # (a decoded pixel costs about 4 bytes while decoding): an image that does
+    # not fit waits for room, at most INFERENCE_TIMEOUT_S; one image alone
+    # always fits.
+    "MAX_PIXELS_IN_FLIGHT": 100_000_000,
+    # A request's whole body must have arrived within this many seconds of the
+    # request reaching the app (under gunicorn with server/gunicorn_conf.py,
+    # of its first byte, headers included), however steadily it trickles in.
+    "REQUEST_DEADLINE_S": 30.0,
     # Origins allowed by CORS, e.g. chrome-extension://<id>; none by default.
     "ALLOWED_ORIGINS": [],
     "MAX_BATCH_IMAGES": 16,
@@ -65,6 +76,8 @@ PARSERS: dict[str, Callable[[str], object]] = {
     "MODEL_PATH": str,
     "MAX_CONTENT_LENGTH": int,
     "MAX_IMAGE_PIXELS": int,
+    "MAX_PIXELS_IN_FLIGHT": int,
+    "REQUEST_DEADLINE_S": float,
     "ALLOWED_ORIGINS": _as_list,
     "MAX_BATCH_IMAGES": int,
     "MICRO_BATCHING": _as_bool,
@@ -97,17 +110,60 @@ def from_environment(environ: Mapping[str, str] = os.environ) -> dict:
     return settings
 
 
+# (lowest, highest) allowed for each number; a value outside, NaN or of
+# another type stops start-up with a line naming the setting.
+RANGES: dict[str, tuple[float, float]] = {
+    "MAX_CONTENT_LENGTH": (1, 1 << 30),
+    "MAX_IMAGE_PIXELS": (32 * 32, 80_000_000),  # aiface.preprocess's MIN_SIDE squared to its MAX_PIXELS
+    "MAX_PIXELS_IN_FLIGHT": (32 * 32, 10_000_000_000),
+    "REQUEST_DEADLINE_S": (0.1, 3600.0),
+    "MAX_BATCH_IMAGES": (1, 1000),
+    "MAX_BATCH_SIZE": (1, 1024),
+    "BATCH_WINDOW_MS": (0.0, 1000.0),
+    "MAX_QUEUE": (1, 100_000),
+    "MAX_IN_FLIGHT": (1, 100_000),
+    "INFERENCE_TIMEOUT_S": (0.001, 3600.0),
+    "TFSERVING_TIMEOUT_S": (0.001, 3600.0),
+}
+BOOLEANS = ("MICRO_BATCHING", "FACE_DETECTION")
+# scheme://host[:port] with nothing after it: CORS compares origins exactly.
+ORIGIN = re.compile(r"^(https?|chrome-extension|moz-extension|safari-web-extension)://[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
+
+
+def _check_number(key: str, value: object) -> None:
+    lowest, highest = RANGES[key]
+    integer = isinstance(lowest, int) and isinstance(highest, int)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not isinstance(value, int)):
+        raise ConfigError(f"{key} is {value!r}; it must be {'a whole number' if integer else 'a number'}")
+    if not math.isfinite(value) or not lowest <= value <= highest:
+        raise ConfigError(f"{key} is {value!r}; it must be between {lowest:g} and {highest:g}")
+
+
+def _check_origin(origin: object) -> None:
+    if not isinstance(origin, str) or not ORIGIN.match(origin):
+        raise ConfigError(
+            f"ALLOWED_ORIGINS holds {origin!r}; list exact origins such as "
+            f"chrome-extension://<extension id> or https://app.example.com (no '*', paths or wildcards)"
+        )
+
+
 def normalise(config: dict) -> None:
     """Accept a comma-separated string where a list of origins is expected; refuse unusable settings."""
     origins = config.get("ALLOWED_ORIGINS") or []
     config["ALLOWED_ORIGINS"] = _as_list(origins) if isinstance(origins, str) else list(origins)
+    for origin in config["ALLOWED_ORIGINS"]:
+        _check_origin(origin)
+    for key in RANGES:
+        _check_number(key, config[key])
+    for key in BOOLEANS:
+        if not isinstance(config[key], bool):
+            raise ConfigError(f"{key} is {config[key]!r}; it must be true or false (1 or 0 in the environment)")
+    if not isinstance(config["MODEL_PATH"], (str, os.PathLike)) or not str(config["MODEL_PATH"]):
+        raise ConfigError("MODEL_PATH is empty; name a model saved by the training package")
     if config["MODEL_BACKEND"] not in BACKENDS:
         raise ConfigError(f"MODEL_BACKEND is {config['MODEL_BACKEND']!r}; choose one of: {', '.join(BACKENDS)}")
-    if config["MODEL_BACKEND"] == "tfserving" and not config["TFSERVING_URL"].startswith(("http://", "https://")):
+    if config["MODEL_BACKEND"] == "tfserving" and not str(config["TFSERVING_URL"]).startswith(("http://", "https://")):
         raise ConfigError(
             "MODEL_BACKEND=tfserving needs TFSERVING_URL, the model's REST address, "
             "e.g. http://tfserving:8501/v1/models/aiface"
         )
-    for key in ("MAX_QUEUE", "MAX_IN_FLIGHT"):
-        if config[key] < 1:
-            raise ConfigError(f"{key} is {config[key]}; it must be at least 1")

@@ -11,7 +11,8 @@ import numpy as np
 from aiface.bundle import Bundle, load_bundle
 from aiface.explain import GradCam, render_png
 from aiface.faces import Box, crop, crop_box, default_finder, whole_image_box
-from aiface.preprocess import ImageError, load_image, to_model_input
+from aiface.preprocess import ImageError, decoded_pixels, load_image, to_model_input
+from server.admission import PixelBudget
 from server.batcher import MicroBatcher
 from server.tfserving import TFServing, load_metadata
 
@@ -63,6 +64,8 @@ class Detector:
         self.metadata = bundle.metadata if bundle is not None else load_metadata(config["MODEL_PATH"])
         self._max_pixels = config["MAX_IMAGE_PIXELS"]
         self._timeout_s = config["INFERENCE_TIMEOUT_S"]
+        # Decoding and preparing an image costs memory in proportion to its pixels.
+        self._pixel_budget = PixelBudget(config["MAX_PIXELS_IN_FLIGHT"])
         self._faces = default_finder() if config["FACE_DETECTION"] else None
         self._gradcam = GradCam(bundle.model) if bundle is not None else None
         self._batcher = (
@@ -99,7 +102,7 @@ class Detector:
         if self._batcher is not None and not self._batcher.healthy():
             return "the inference thread has stopped"
         if self._remote is not None and not self._remote.available():
-            return f"TensorFlow Serving at {self._remote.url} has no version of the model available"
+            return "TensorFlow Serving has no version of the model available"
         return None
 
     def _forward(self, batch: np.ndarray) -> np.ndarray:
@@ -151,19 +154,22 @@ class Detector:
         width, height = max(1, round(box.width * scale)), max(1, round(box.height * scale))
         return Explanation(render_png(heatmap, width, height), box, width, height)
 
-    def _detection(self, pixels: np.ndarray, regions, probabilities, elapsed_ms: float) -> Detection:
-        scores = [next(probabilities) for _ in regions]
+    def _detection(self, size: tuple[int, int], scale: tuple[float, float], regions, scores: list[float],
+                   elapsed_ms: float, keep_input: bool) -> Detection:
+        """The verdict from each region's score, with boxes in the full image's pixels."""
         best = int(np.argmax(scores))
         region, face, region_input = regions[best]
         return Detection(
             probability_fake=scores[best],
-            width=int(pixels.shape[1]),
-            height=int(pixels.shape[0]),
+            width=size[0],
+            height=size[1],
             elapsed_ms=elapsed_ms,
-            faces=tuple(ScoredFace(f, p) for (_, f, _), p in zip(regions, scores) if f is not None),
+            faces=tuple(
+                ScoredFace(_scaled(f, scale, size), p) for (_, f, _), p in zip(regions, scores) if f is not None
+            ),
             scored="whole_image" if face is None else "faces",
-            region=region,
-            region_input=region_input,
+            region=_scaled(region, scale, size),
+            region_input=region_input if keep_input else None,
         )
 
     def detect(self, data: bytes) -> Detection:
@@ -174,33 +180,36 @@ class Detector:
         return result
 
     def detect_many(self, uploads: list[bytes]) -> list[Detection | ImageError]:
-        """Score several uploads in one go; a bad one yields its ImageError in its place."""
-        start = time.perf_counter()
-        prepared: list[tuple[np.ndarray, list] | ImageError] = []
+        """Score several uploads one after the other; a bad one yields its ImageError in its place.
+
+        One at a time, so that a batch never holds more than one decoded image;
+        the deciding region's model input (for ``explain``) is kept for a single upload only.
+        """
+        keep_input = len(uploads) == 1
+        results: list[Detection | ImageError] = []
         for data in uploads:
             try:
-                pixels = load_image(data, max_pixels=self._max_pixels).pixels
+                results.append(self._detect_one(data, keep_input))
             except ImageError as error:
-                prepared.append(error)
-                continue
-            prepared.append((pixels, self._regions(pixels)))
-        # All inputs go to the model together, so a batch upload is one forward pass.
-        probabilities = iter(
-            self._predict(
-                [
-                    region_input
-                    for item in prepared
-                    if not isinstance(item, ImageError)
-                    for _, _, region_input in item[1]
-                ]
-            )
-        )
-        elapsed_ms = (time.perf_counter() - start) * 1000.0
-        results: list[Detection | ImageError] = []
-        for item in prepared:
-            if isinstance(item, ImageError):
-                results.append(item)
-                continue
-            pixels, regions = item
-            results.append(self._detection(pixels, regions, probabilities, elapsed_ms))
+                results.append(error)
         return results
+
+    def _detect_one(self, data: bytes, keep_input: bool) -> Detection:
+        start = time.perf_counter()
+        # The header says how many pixels decoding will make; wait for room for them.
+        with self._pixel_budget.hold(decoded_pixels(data, self._max_pixels), self._timeout_s):
+            image = load_image(data, max_pixels=self._max_pixels)
+            regions = self._regions(image.pixels)
+            size, scale = (image.width, image.height), image.scale
+            del image  # only the model inputs wait for the model
+        scores = self._predict([region_input for _, _, region_input in regions])
+        return self._detection(size, scale, regions, scores, (time.perf_counter() - start) * 1000.0, keep_input)
+
+
+def _scaled(box: Box | None, scale: tuple[float, float], size: tuple[int, int]) -> Box | None:
+    """A box in reduced pixels (aiface.preprocess, step 1a) in the full image's pixels, inside the image."""
+    if box is None or scale == (1.0, 1.0):
+        return box
+    (scale_x, scale_y), (width, height) = scale, size
+    x, y = min(round(box.x * scale_x), width - 1), min(round(box.y * scale_y), height - 1)
+    return Box(x, y, min(round(box.width * scale_x), width - x), min(round(box.height * scale_y), height - y))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 
 from flask import Flask, current_app, jsonify
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from aiface.preprocess import ImageError
 from server.admission import Busy
@@ -23,6 +23,9 @@ UNAVAILABLE = {
     BackendUnavailable: "backend_unavailable",
 }
 RETRY_AFTER_S = 1
+# What clients are told when the model backend fails; the details (its
+# address, the socket error) go to the server's log only.
+BACKEND_MESSAGE = "the model backend is unavailable; retry shortly"
 
 
 class ApiError(Exception):
@@ -42,7 +45,11 @@ def image_error_status(error: ImageError) -> int:
 
 
 def _unavailable(code: str, error: Exception):
-    return jsonify(error_body(code, str(error))), 503, {"Retry-After": str(RETRY_AFTER_S)}
+    message = str(error)
+    if isinstance(error, BackendUnavailable):
+        current_app.logger.warning("model backend unavailable: %s", error)
+        message = BACKEND_MESSAGE
+    return jsonify(error_body(code, message)), 503, {"Retry-After": str(RETRY_AFTER_S)}
 
 
 def register(app: Flask) -> None:
@@ -60,7 +67,11 @@ def register(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException):
         code = (error.name or "error").lower().replace(" ", "_")
-        response = jsonify(error_body(code, error.description or error.name))
+        message = error.description or error.name
+        if isinstance(error, RequestEntityTooLarge):
+            limit = current_app.config["MAX_CONTENT_LENGTH"]
+            message = f"the request body is over the {limit:,} bytes allowed (MAX_CONTENT_LENGTH); send a smaller image"
+        response = jsonify(error_body(code, message))
         response.status_code = error.code or 500
         # Keeps the headers the error carries, such as a 405's Allow (RFC 9110).
         for name, value in error.get_headers():

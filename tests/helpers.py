@@ -6,11 +6,16 @@ live in ``conftest.py``. Nothing here imports Keras or TensorFlow.
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import io
+import os
 import socket
 import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -81,3 +86,40 @@ def wait_for(condition, what: str, process: subprocess.Popen, deadline_s: float 
         output = process.stdout.read() if process.stdout else ""
         raise AssertionError(f"the process exited with {process.returncode} while waiting for {what}:\n{output}")
     raise AssertionError(f"no {what} within {deadline_s} s")
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def healthy(port: int) -> bool:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        connection.request("GET", "/healthz")
+        return connection.getresponse().status == 200
+    finally:
+        connection.close()
+
+
+@contextlib.contextmanager
+def gunicorn_service(model_path, log_path, port: int, threads: int, deadline_s: float = 60.0, **settings):
+    """``gunicorn -c server/gunicorn_conf.py`` with one worker serving ``model_path`` on 127.0.0.1:``port``.
+
+    ``settings`` go to its environment; yields the master process once
+    ``/healthz`` answers 200 (within ``deadline_s``), and stops it afterwards.
+    """
+    env = {**os.environ, "MODEL_PATH": str(model_path), "TF_CPP_MIN_LOG_LEVEL": "3",
+           **{key: str(value) for key, value in settings.items()}}
+    command = [sys.executable, "-m", "gunicorn", "-c", "server/gunicorn_conf.py", "--workers", "1",
+               "--threads", str(threads), "--bind", f"127.0.0.1:{port}", "server:create_app()"]
+    with open(log_path, "w") as output:
+        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=output, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: healthy(port), "healthy server", process, deadline_s)
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -21,6 +21,7 @@ import tensorflow as tf
 
 from helpers import TINY_SIZE, encode, face_like
 from server import StartupError, create_app
+from server.errors import BACKEND_MESSAGE
 from training.export_savedmodel import main as export_main
 from training.export_savedmodel import export_savedmodel
 
@@ -130,15 +131,15 @@ def test_forwarded_inference_scores_like_the_local_model(export_dir, stub, tiny_
     assert np.asarray(request["instances"]).shape == (1, TINY_SIZE, TINY_SIZE, 3)
 
 
-def test_batch_upload_is_one_predict_call(export_dir, stub):
-    client = tfserving_app(export_dir, stub.url).test_client()
+def test_batch_upload_images_are_scored_one_by_one(export_dir, stub):
+    # One decoded image at a time (issue 13): a :predict call per image, in upload order.
+    client = tfserving_app(export_dir, stub.url, FACE_DETECTION=False).test_client()
     before = len(stub.requests)
     files = [(io.BytesIO(encode(face_like(seed))), f"{seed}.png") for seed in range(3)]
     response = client.post("/v1/detect/batch", data={"image": files})
     assert response.status_code == 200
     assert len(response.json["results"]) == 3
-    assert len(stub.requests) == before + 1
-    assert len(stub.requests[-1]["instances"]) == 3
+    assert [len(request["instances"]) for request in stub.requests[before:]] == [1, 1, 1]
 
 
 def test_healthz_follows_tfserving(export_dir, stub):
@@ -146,17 +147,19 @@ def test_healthz_follows_tfserving(export_dir, stub):
     url = closed_port_url()
     down = tfserving_app(export_dir, url).test_client().get("/healthz")
     assert down.status_code == 503
-    assert down.json["error"]["message"] == f"TensorFlow Serving at {url} has no version of the model available"
+    # The backend's address is the operator's business, not the client's.
+    assert down.json["error"]["message"] == "TensorFlow Serving has no version of the model available"
+    assert "127.0.0.1" not in down.get_data(as_text=True)
 
 
-def test_tfserving_down_is_a_503_that_says_so(export_dir):
+def test_tfserving_down_is_a_503_that_logs_the_cause_and_tells_clients_no_more(export_dir, caplog):
     url = closed_port_url()
     client = tfserving_app(export_dir, url).test_client()
     response = client.post("/v1/detect", data=encode(face_like(1)), content_type="image/png")
     assert response.status_code == 503
     assert response.headers["Retry-After"] == "1"
-    assert response.json["error"]["code"] == "backend_unavailable"
-    assert f"TensorFlow Serving at {url} is unreachable" in response.json["error"]["message"]
+    assert response.json["error"] == {"code": "backend_unavailable", "message": BACKEND_MESSAGE}
+    assert f"TensorFlow Serving at {url} is unreachable" in caplog.text
 
 
 SERVE_WITHOUT_KERAS = """
@@ -181,7 +184,7 @@ def test_tfserving_mode_loads_neither_keras_nor_the_training_package(export_dir)
     assert result.stdout.decode().split() == ["503", "[]"]
 
 
-def test_tfserving_error_is_a_503_with_its_status(export_dir):
+def test_tfserving_error_is_a_503_with_its_status_in_the_log(export_dir, caplog):
     failing = StubTFServing(export_dir / "1", reply_status=500)
     try:
         client = tfserving_app(export_dir, failing.url, MICRO_BATCHING=False).test_client()
@@ -189,8 +192,8 @@ def test_tfserving_error_is_a_503_with_its_status(export_dir):
     finally:
         failing.close()
     assert response.status_code == 503
-    assert response.json["error"]["code"] == "backend_unavailable"
-    assert "answered 500" in response.json["error"]["message"]
+    assert response.json["error"] == {"code": "backend_unavailable", "message": BACKEND_MESSAGE}
+    assert "answered 500" in caplog.text
 
 
 def test_bad_image_never_reaches_tfserving(export_dir, stub):
