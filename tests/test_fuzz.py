@@ -28,7 +28,7 @@ from PIL import Image
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from helpers import face_like
-from aiface.preprocess import MIN_SIDE, ImageError, load_image
+from aiface.preprocess import FORMATS, MIN_SIDE, ImageError, load_image
 from server import create_app
 
 EXAMPLES = int(os.environ.get("AIFACE_FUZZ_EXAMPLES", "0"))
@@ -63,6 +63,24 @@ def seed_files() -> dict[str, bytes]:
     exif = Image.Exif()
     exif[0x0112] = 6  # rotated 90 degrees
     sixteen = Image.fromarray((np.asarray(rgb.convert("L"), np.uint16) * 257).astype(np.uint16))
+    # EXIF with more than an orientation, as cameras write it: tags of several types for mutations to break.
+    camera = Image.Exif()
+    camera[0x0112] = 8
+    camera[0x010F] = "Camera maker"
+    camera[0x0110] = "Model 1"
+    camera[0x011A] = 72.0
+    camera[0x0132] = "2024:01:02 03:04:05"
+    extra = {
+        "jpeg_camera_exif": _save(rgb, "JPEG", quality=70, exif=camera),
+        "webp_camera_exif": _save(rgb, "WEBP", quality=60, exif=camera),
+        "png_exif": _save(rgb, "PNG", exif=camera),
+        "tiff_exif_deflate": _save(rgb, "TIFF", compression="tiff_adobe_deflate", exif=camera),
+        "tiff_packbits_rgba": _save(rgba, "TIFF", compression="packbits"),
+        "tiff_16bit_raw": _save(sixteen, "TIFF"),
+    }
+    if "AVIF" in FORMATS:
+        extra["avif"] = _save(rgb, "AVIF", quality=50)
+        extra["avif_alpha_exif"] = _save(rgba, "AVIF", quality=50, exif=camera)
     return {
         "jpeg": _save(rgb, "JPEG", quality=80),
         "jpeg_progressive_exif": _save(rgb, "JPEG", quality=60, progressive=True, exif=exif),
@@ -77,21 +95,49 @@ def seed_files() -> dict[str, bytes]:
         "gif": _save(rgb.convert("P"), "GIF"),
         "bmp": _save(rgb, "BMP"),
         "tiff": _save(rgb, "TIFF", compression="tiff_lzw"),
+        **extra,
+    }
+
+
+def refused_seed_files() -> dict[str, bytes]:
+    """Files in formats Pillow reads but the service refuses (aiface.preprocess.FORMATS): DDS and the like."""
+    rgb = Image.fromarray(face_like(2, size=48)[:40])
+    return {
+        "dds": _save(rgb, "DDS"),
+        "dds_dxt1": _save(rgb, "DDS", pixel_format="DXT1"),
+        "ico": _save(rgb, "ICO"),
+        "tga": _save(rgb, "TGA"),
+        "psd_like": b"8BPS\x00\x01" + bytes(6) + b"\x00\x03\x00\x00\x00\x28\x00\x00\x00\x30\x00\x08\x00\x03",
+        "eps": b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 48 40\nshowpage\n",
     }
 
 
 SEEDS = seed_files()
+REFUSED = refused_seed_files()
+# Where each seed keeps what decoders trust besides its first bytes: its EXIF
+# block (the TIFF header inside it) and the AVIF boxes; mutations aim there too.
+HOT = {
+    name: data.find(marker)
+    for name, data in {**SEEDS, **REFUSED}.items()
+    for marker in (b"Exif\x00\x00", b"EXIF", b"eXIf", b"meta", b"DDS |")
+    if marker in data
+}
 
 
 @st.composite
 def mutated(draw) -> bytes:
-    """A seed file with up to four random edits."""
-    data = bytearray(SEEDS[draw(st.sampled_from(sorted(SEEDS)))])
+    """A seed file (also one of a refused format) with up to four random edits."""
+    name = draw(st.sampled_from(sorted(SEEDS) + sorted(REFUSED)))
+    data = bytearray(SEEDS.get(name) or REFUSED[name])
+    hot = HOT.get(name, 0)
     for _ in range(draw(st.integers(0, 4))):
         if not data:
             break
-        # Headers hold the sizes, offsets and lengths that decoders trust: hit them often.
-        at = draw(st.one_of(st.integers(0, min(len(data), 64) - 1), st.integers(0, len(data) - 1)))
+        # Headers hold the sizes, offsets and lengths that decoders trust: hit them often,
+        # and the EXIF block or AVIF boxes where the seed has one.
+        hot = min(hot, len(data) - 1)
+        at = draw(st.one_of(st.integers(0, min(len(data), 64) - 1), st.integers(0, len(data) - 1),
+                            st.integers(hot, min(len(data), hot + 128) - 1)))
         edit = draw(st.sampled_from(["overwrite", "truncate", "insert", "delete", "splice"]))
         if edit == "overwrite":
             value = draw(st.binary(min_size=1, max_size=4) | st.sampled_from([b"\x00", b"\xff", b"\x7f", b"\x80", b"\xff\xff"]))
@@ -132,6 +178,13 @@ def test_every_seed_file_is_scored(app):
     for name, data in SEEDS.items():
         response = client.post("/v1/detect", data=data, content_type="image/octet-stream")
         assert response.status_code == 200, (name, response.json)
+
+
+def test_every_file_of_a_refused_format_is_not_an_image(app):
+    client = app.test_client()
+    for name, data in REFUSED.items():
+        response = client.post("/v1/detect", data=data, content_type="image/octet-stream")
+        assert response.status_code == 400 and response.json["error"]["code"] == "not_image", (name, response.json)
 
 
 @FUZZ
