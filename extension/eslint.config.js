@@ -24,8 +24,8 @@ export default [
     },
   },
   {
-    // drive.mjs hands functions to Playwright that run in the extension's pages.
-    files: ["test/drive.mjs"],
+    // Test drivers that hand functions to Playwright, run in the extension's pages.
+    files: ["test/drive.mjs", "test/browser.mjs", "test/scenario.mjs"],
     languageOptions: {
       globals: { ...globals.browser, ...globals.webextensions, onContextMenuClick: "readonly" },
     },

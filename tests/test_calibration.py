@@ -4,8 +4,8 @@ import keras
 import numpy as np
 import pytest
 
-from helpers import TINY_SIZE, encode, face_like
 from aiface.bundle import Bundle, Metadata
+from helpers import TINY_SIZE, encode, face_like
 from training import metrics
 from training.backbones import build_model
 from training.calibration import (

@@ -13,6 +13,7 @@ CLIS = [
     "training.export_tfjs",
     "training.export_savedmodel",
     "training.convert_efficientnet_lite0",
+    "training.compare",
 ]
 
 # Runs a CLI as `python -m` would, then says which heavy modules it had loaded.

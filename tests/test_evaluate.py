@@ -28,7 +28,8 @@ def data_with_140k(tiny_dataset, tmp_path_factory):
 @pytest.fixture(scope="module")
 def report_dir(tiny_model_path, data_with_140k, tmp_path_factory):
     out = tmp_path_factory.mktemp("reports") / "report"
-    assert main([str(tiny_model_path), str(data_with_140k), "--split", "test", "--out", str(out), "--batch-size", "5"]) == 0
+    argv = [str(tiny_model_path), str(data_with_140k), "--split", "test", "--out", str(out), "--batch-size", "5"]
+    assert main(argv) == 0
     return out
 
 
@@ -114,7 +115,8 @@ def test_a_tiny_model_trained_on_the_tiny_data_set_learns_its_pattern(tiny_datas
 @pytest.mark.process
 def test_command_line_exit_status(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "training.evaluate", str(tmp_path / "m.keras"), str(tmp_path), "--out", str(tmp_path / "r")],
+        [sys.executable, "-m", "training.evaluate", str(tmp_path / "m.keras"), str(tmp_path), "--out",
+         str(tmp_path / "r")],
         capture_output=True,
         text=True,
     )

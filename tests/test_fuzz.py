@@ -261,6 +261,7 @@ schema = schemathesis.pytest.from_fixture("api_schema")
 
 @schema.parametrize()
 @FUZZ
+@pytest.mark.slow  # a few hundred generated requests through the whole service
 def test_api_conforms_to_its_openapi_document(case):
     # No 5xx, and status codes, headers, content types and bodies as documented.
     # Schema-valid bodies may still be refused: "format: binary" says nothing

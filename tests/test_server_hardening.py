@@ -57,6 +57,7 @@ def test_model_input_makes_no_full_size_float64_copy():
     assert peak < 20 * 2**20, peak
 
 
+@pytest.mark.slow  # encodes and decodes a large JPEG
 def test_a_large_jpeg_is_decoded_at_reduced_scale_and_reports_its_full_size():
     data = jpeg(6000, quality=50)
     assert decoded_pixels(data) == 3000 * 3000  # draft mode: 1/2 scale, still over WORK_SIDE
@@ -80,6 +81,7 @@ def test_below_the_threshold_nothing_is_reduced_so_the_browser_sees_the_same_inp
     assert image.full_size is None and np.array_equal(image.pixels, pixels)
 
 
+@pytest.mark.slow  # finds faces in a large scene
 def test_large_image_boxes_are_in_the_full_images_pixels(app):
     response = app.test_client().post("/v1/detect", data=jpeg(6000, quality=40), content_type="image/jpeg")
     assert response.status_code == 200, response.json

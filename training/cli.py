@@ -1,7 +1,8 @@
 """What the command-line tools share: arguments first, TensorFlow later, one way to fail.
 
 Every CLI (``training.train``, ``training.evaluate``, ``training.export_tfjs``,
-``training.export_savedmodel``, ``training.convert_efficientnet_lite0``)
+``training.export_savedmodel``, ``training.convert_efficientnet_lite0``,
+``training.compare``)
 parses its arguments before it imports TensorFlow or Keras, so ``--help`` and
 a mistyped option answer in well under a second instead of the 10-30 s
 TensorFlow takes to load. TensorFlow is then loaded, as late as possible
