@@ -7,10 +7,8 @@ or broken model stops start-up instead of failing the first request.
 from __future__ import annotations
 
 import io
-import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
+# TensorFlow's logging is set up where it loads (aiface.bundle.load_bundle, through aiface.quiet).
 import click
 from flask import Flask, Request, g
 from flask_cors import CORS
