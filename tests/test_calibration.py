@@ -13,6 +13,7 @@ from training.calibration import (
     fit_temperature,
     fit_temperature_to_logits,
     fold_temperature,
+    pick_source_threshold,
     pick_threshold,
     sigmoid,
 )
@@ -68,6 +69,19 @@ def test_threshold_keeps_false_positives_within_the_target():
         reals_below = np.sort(p_fake[labels == 0][~called_fake])
         assert (called_fake.sum() + 1) / 1000 > target
         assert threshold > reals_below[-1]
+
+
+def test_per_source_limit_raises_the_threshold_for_the_worst_source():
+    # 20 reals of source "a" scored low, 10 of "b" with two high scores, 10 fakes.
+    p_fake = np.array([0.05] * 20 + [0.1] * 8 + [0.7, 0.8] + [0.9] * 10)
+    labels = np.array([0] * 30 + [1] * 10)
+    sources = np.array(["a"] * 20 + ["b"] * 10 + ["f"] * 10)
+    overall = pick_source_threshold(p_fake, labels, sources, 0.1, None)
+    assert overall == pytest.approx((0.1 + 0.7) / 2)  # 3 allowed of 30: both of b's high reals pass as fake
+    limited = pick_source_threshold(p_fake, labels, sources, 0.1, 0.1)
+    # 1 allowed of b's 10: the threshold rises above 0.7, halfway to b's next score.
+    assert limited == pytest.approx((0.7 + 0.8) / 2)
+    assert np.mean(p_fake[(sources == "b")] >= limited) <= 0.1 and np.all(p_fake[labels == 1] >= limited)
 
 
 def test_threshold_by_hand():

@@ -106,6 +106,19 @@ def pick_threshold(p_fake, labels, target_fpr: float = 0.01) -> float:
     return float(np.nextafter(np.float32(boundary), np.float32(np.inf)))
 
 
+def pick_source_threshold(p_fake, labels, sources, target_fpr: float, max_source_fpr: float | None) -> float:
+    """``pick_threshold`` for ``target_fpr`` overall, raised until no source's reals
+    exceed ``max_source_fpr`` (None: no per-source limit)."""
+    threshold = pick_threshold(p_fake, labels, target_fpr)
+    if max_source_fpr is None:
+        return threshold
+    p_fake, labels, sources = np.asarray(p_fake, np.float64), np.asarray(labels), np.asarray(sources)
+    for source in sorted(set(sources[labels == 0])):
+        own = sources == source
+        threshold = max(threshold, pick_threshold(p_fake[own], labels[own], max_source_fpr))
+    return threshold
+
+
 def fold_temperature(model: keras.Model, temperature: float) -> None:
     """Divide the final Dense layer's kernel and bias by ``temperature``, in place.
 
@@ -134,8 +147,14 @@ def calibrate(
     target_fpr: float = 0.01,
     batch_size: int = 64,
     progress: str | None = "calibrate",
+    max_source_fpr: float | None = None,
 ) -> Calibration:
     """Fit T on ``examples`` (the valid split), fold it into the model, pick the threshold.
+
+    The threshold calls at most ``target_fpr`` of all real faces fake and,
+    with ``max_source_fpr``, at most that share of any one source's real
+    faces: an overall rate can hide one kind of photo (one camera, one
+    collection) whose owners are accused far more often.
 
     Writes ``temperature``, ``threshold``, ``target_fpr`` and
     ``metrics["calibration"]`` into ``bundle.metadata``. Calibrating an
@@ -149,7 +168,8 @@ def calibrate(
     temperature = fit_temperature_to_logits(scores.logits, labels)
     fold_temperature(bundle.model, temperature)
     calibrated = sigmoid(scores.logits / temperature)
-    threshold = pick_threshold(calibrated, labels, target_fpr)
+    sources = scores.sources
+    threshold = pick_source_threshold(calibrated, labels, sources, target_fpr, max_source_fpr)
     at_threshold = metrics.summary(labels, calibrated, threshold)
     summary = {
         "images": int(labels.size),
@@ -161,6 +181,11 @@ def calibrate(
         "ece_after": at_threshold["ece"],
         "false_positive_rate": at_threshold["false_positive_rate"],
         "recall_fake": at_threshold["recall_fake"],
+        "max_source_fpr": max_source_fpr,
+        "source_false_positive_rates": {
+            source: float(np.mean(calibrated[(sources == source) & (labels == 0)] >= threshold))
+            for source in sorted(set(sources[labels == 0]))
+        },
     }
     metadata = bundle.metadata
     metadata.temperature = float(metadata.temperature * temperature)
