@@ -188,6 +188,9 @@ def profile(browser, tmp_path_factory):
     post = np.asarray(Image.open(ROOT / "tests" / "data" / "astronaut_face.jpg").convert("RGB").resize((192, 192)))
     (site / "post.jpg").write_bytes(exif_jpeg(post))
     (site / "gallery.png").write_bytes(encode(scene()))
+    (site / "swap.html").write_text('<!doctype html><p>Profile photo:</p><img src="swapped.jpg" width="256" height="256">')
+    (site / "swapped.jpg").write_bytes((site / "avatar.jpg").read_bytes())
+    (site / "fetched-swapped.jpg").write_bytes(encode(face_like(7, size=300), "JPEG", quality=90))
     local = {"localOnly": True, "serverUrl": "", "maxLocalMegapixels": 16}
     service_on = {"localOnly": False, "serverUrl": "{origin}", "maxLocalMegapixels": 16}
     steps = [
@@ -220,6 +223,8 @@ def profile(browser, tmp_path_factory):
         # Plain http to another machine is never used.
         {"settings": {**service_on, "serverUrl": "http://example.test", "maxLocalMegapixels": 0.01}},
         {"check": "post.jpg", "name": "plain_http"},
+        # A site that serves the extension another file than the page shows.
+        {"settings": local}, {"goto": "swap.html"}, {"check": "swapped.jpg", "name": "swapped"},
     ]
     output = drive_scenario(browser, site, steps, shotsDir=str(shots), viewport={"width": 1280, "height": 1000})
     named = {step["name"]: out for step, out in zip(steps, output["steps"]) if "name" in step}
@@ -347,6 +352,21 @@ def test_uploads_are_re_encoded_without_metadata(profile):
         assert image.format == "PNG" and image.size == (192, 192)
         assert not image.getexif() and set(image.info) <= {"dpi", "srgb", "gamma"}, image.info
         assert b"SecretCam" not in body and b"Rua Secreta" not in body and upload["cookie"] is None
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_a_file_other_than_the_one_shown_is_caught_and_the_image_as_shown_checked(profile):
+    named = profile[0]
+    for name, verdict in named["checks"].items():
+        if name != "swapped.jpg":
+            assert verdict["compared"]["match"] and verdict["compared"]["difference"] < 10, (name, verdict["compared"])
+            assert "different file" not in (verdict["note"] or "")
+    swapped = named["swapped"]["verdict"]
+    assert swapped["compared"] == {"match": False, "difference": pytest.approx(swapped["compared"]["difference"])}
+    assert swapped["compared"]["difference"] > 20
+    assert "sent the extension a different file from the image on the page" in swapped["note"]
+    assert (swapped["width"], swapped["height"]) == (256, 256), "the rendered pixels, not the 300 px file, were checked"
 
 
 @pytest.mark.browser

@@ -13,6 +13,8 @@ const MAX_DOWNLOAD_BYTES = 50 * 1024 * 1024;
 // What is uploaded: re-encoded, at most this many pixels.
 const UPLOAD_MAX_PIXELS = 16e6;
 const SERVICE_TIMEOUT_MS = 30000;
+// Chrome allows two captures of a tab a second.
+const CAPTURE_INTERVAL_MS = 550;
 
 class CheckError extends Error {
   constructor(code, message) {
@@ -35,9 +37,12 @@ async function onContextMenuClick(info, tab) {
   // Started before any await: Chrome shows its permission prompt only
   // while the click's user gesture lasts.
   const access = requestSiteAccess(info.srcUrl);
+  // What the page shows, as the user sees it now (activeTab allows it).
+  const shown = tab?.id !== undefined && (info.frameId ?? 0) === 0
+    ? captureShown(tab, info.srcUrl).catch(() => null) : Promise.resolve(null);
   let verdict;
   try {
-    verdict = await checkImage(info.srcUrl, access);
+    verdict = await checkImage(info.srcUrl, access, shown);
   } catch (error) {
     verdict = { error: error.code ?? 'failed', message: error.message };
   }
@@ -77,11 +82,13 @@ function serviceRefusal(settings) {
   return problem ? `Your detection service was not used: ${problem}` : null;
 }
 
-async function checkImage(url, access) {
+async function checkImage(url, access, shown) {
   const settings = await loadSettings();
-  const image = await fetchImage(url, access);
+  const fetched = await fetchImage(url, access);
+  const { image, note: renderedNote, compared } = await asShown(fetched, await shown);
   const refusal = serviceRefusal(settings);
-  const context = { canExplain: refusal === null, explainHint: explainHint(settings, refusal) };
+  const context = { canExplain: refusal === null, explainHint: explainHint(settings, refusal), note: renderedNote,
+    compared };
   const local = await classifyLocally(image, settings.maxLocalMegapixels * 1e6, false);
   if (local.ok) {
     return verdictFrom(local.probability, local.threshold, 'local', { ...local, ...context });
@@ -91,7 +98,7 @@ async function checkImage(url, access) {
   }
   // Too large to check at full size in the browser, or the browser failed:
   // the service, when allowed; then the browser, at a size it can handle.
-  let why = refusal;
+  let why = [renderedNote, refusal].filter(Boolean).join(' ');
   if (refusal === null) {
     try {
       const remote = await classifyOnServer(image, settings, true);
@@ -102,6 +109,9 @@ async function checkImage(url, access) {
         throw error;
       }
       why = `${error.message} So it was checked in this browser instead.`;
+      if (renderedNote) {
+        why = `${renderedNote} ${why}`;
+      }
     }
   }
   if (local.code !== 'too_large') {
@@ -132,6 +142,46 @@ function verdictFrom(probability, threshold, where, result) {
     where, width: result.width, height: result.height, scored: result.scored ?? 'whole_image',
     faces: result.faces ?? [], explanation: result.explanation, canExplain: result.canExplain,
     explainHint: result.explainHint, service: result.service, note: result.note, timings: result.timings,
+    // Whether the fetched file was compared with the image as shown, and how far apart they were.
+    compared: result.compared ?? null,
+  };
+}
+
+let lastCapture = 0;
+
+// The image as the page shows it: where it is in the viewport and what of
+// our verdicts lies over it (page.js locate), and a capture of the tab.
+async function captureShown(tab, srcUrl) {
+  const located = await inPage({ tabId: tab.id, frameIds: [0] }, 'locate', [srcUrl]);
+  if (!located) {
+    return null;
+  }
+  const wait = lastCapture + CAPTURE_INTERVAL_MS - Date.now();
+  if (wait > 0) {
+    await new Promise((resolve) => setTimeout(resolve, wait));
+  }
+  lastCapture = Date.now();
+  const windowId = tab.windowId ?? (await chrome.tabs.get(tab.id)).windowId;
+  const dataUrl = await chrome.tabs.captureVisibleTab(windowId, { format: 'png' });
+  return { ...located, screenshot: dataUrl.slice(dataUrl.indexOf(',') + 1) };
+}
+
+// The fetched file when it is what the page shows; otherwise the rendered
+// pixels, with a note saying so. Without a capture, the fetched file.
+async function asShown(fetched, shown) {
+  if (!shown) {
+    return { image: fetched, note: null };
+  }
+  const compared = await toOffscreen('compare', fetched, shown).catch(() => null);
+  if (!compared?.ok || compared.match) {
+    return { image: fetched, note: null, compared: compared && { match: compared.match, difference: compared.difference } };
+  }
+  const bytes = Uint8Array.from(atob(compared.rendered), (c) => c.charCodeAt(0));
+  return {
+    image: new Blob([bytes], { type: 'image/png' }),
+    note: `The site sent the extension a different file from the image on the page, so the image as shown `
+      + `(${compared.width}x${compared.height} pixels on screen) was checked.`,
+    compared: { match: false, difference: compared.difference },
   };
 }
 
@@ -276,14 +326,25 @@ async function explainImage(srcUrl) {
   }
 }
 
+// Calls globalThis.__aiFace[method](...args) in the page's isolated world,
+// injecting dist/page.js first when it is not there yet: the result.
+async function inPage(target, method, args) {
+  const call = async (name, values) => (globalThis.__aiFace ? { value: (await globalThis.__aiFace[name](...values)) ?? null } : null);
+  const run = async () => (await chrome.scripting.executeScript({ target, func: call, args: [method, args] }))[0]?.result;
+  let result = await run();
+  if (!result) {
+    await chrome.scripting.executeScript({ target, files: ['dist/page.js'] });
+    result = await run();
+  }
+  return result?.value ?? null;
+}
+
 async function showOnPage(tabId, frameId, srcUrl, verdict) {
   // An image in a frame from another site may be out of reach: the verdict
   // then shows in the top frame, in a corner.
   for (const frame of new Set([frameId, 0])) {
     try {
-      const target = { tabId, frameIds: [frame] };
-      await chrome.scripting.executeScript({ target, files: ['dist/page.js'] });
-      await chrome.scripting.executeScript({ target, func: (src, shown) => globalThis.__aiFace.show(src, shown), args: [srcUrl, verdict] });
+      await inPage({ tabId, frameIds: [frame] }, 'show', [srcUrl, verdict]);
       return;
     } catch (error) {
       console.warn(`AI face check: could not show the verdict in frame ${frame}: ${error.message}`, verdict);

@@ -6,6 +6,7 @@ import { loadGraphModel } from '@tensorflow/tfjs-converter';
 import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
 import { fromBase64, toBase64 } from './bytes.js';
 import { cropBox, cropRgba } from './crop.js';
+import { compareWithRendered } from './rendered.js';
 import { DETECT_MAX_SIDE, findFaces, loadFaceDetector } from './faces.js';
 import { MIN_SIDE, rgbaToRgb, toModelInput } from './preprocess.js';
 
@@ -172,7 +173,8 @@ chrome.runtime.onMessage.addListener((message, sender, sendResponse) => {
   if (message?.target !== 'offscreen') {
     return false;
   }
-  (message.type === 'encode' ? encode(message) : classify(message)).then(sendResponse, (error) =>
+  const handle = { encode, compare: compareWithRendered }[message.type] ?? classify;
+  handle(message).then(sendResponse, (error) =>
     sendResponse({ ok: false, code: 'local_failed', message: `Checking in the browser failed (${error.message}).` }));
   return true;
 });

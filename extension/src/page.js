@@ -157,7 +157,6 @@ function show(srcUrl, verdict) {
   const ui = new VerdictUi(srcUrl, verdict);
   shown.set(srcUrl, ui);
   ui.layout();
-  return ui.read();
 }
 
 class VerdictUi {
@@ -338,6 +337,23 @@ class VerdictUi {
     node.style.top = `${at.top}px`;
   }
 
+  // What this verdict draws, in viewport coordinates: its badge, card and
+  // explanation, and a strip along each side of each face outline.
+  drawn() {
+    const rects = [this.badge, ...(this.card.hidden ? [] : [this.card]),
+      ...(this.overlay && this.overlay.style.visibility !== 'hidden' ? [this.overlay] : [])]
+      .map((node) => node.getBoundingClientRect());
+    for (const { outline } of this.outlines ?? []) {
+      const { left, top, width, height } = outline.getBoundingClientRect();
+      const side = 6;
+      rects.push({ left: left - 2, top: top - 2, width: width + 4, height: side },
+        { left: left - 2, top: top + height - side + 2, width: width + 4, height: side },
+        { left: left - 2, top: top - 2, width: side, height: height + 4 },
+        { left: left + width - side + 2, top: top - 2, width: side, height: height + 4 });
+    }
+    return rects.map(({ left, top, width, height }) => ({ left, top, width, height }));
+  }
+
   // The rectangles this verdict covers, in document coordinates.
   parts() {
     const visible = [this.badge, ...(this.card.hidden ? [] : [this.card])];
@@ -413,6 +429,39 @@ class VerdictUi {
   }
 }
 
+// Where the image is drawn in the viewport (CSS px, the part that shows),
+// which part of its natural pixels that is, and what of ours is drawn over
+// it (mask): what the worker compares with a capture of the tab. Answers
+// once a frame with the page as it is now has been drawn.
+async function locate(srcUrl) {
+  for (let frame = 0; frame < 2; frame += 1) {
+    await new Promise((resolve) => requestAnimationFrame(resolve));
+  }
+  const img = findImage(srcUrl);
+  if (!img?.naturalWidth) {
+    return null;
+  }
+  const rect = img.getBoundingClientRect();
+  const natural = { width: img.naturalWidth, height: img.naturalHeight };
+  const map = pixelMapping(img, natural.width, natural.height, rect);
+  const drawn = { left: rect.left + map.offsetX, top: rect.top + map.offsetY };
+  const left = Math.max(drawn.left, rect.left, 0);
+  const top = Math.max(drawn.top, rect.top, 0);
+  const right = Math.min(drawn.left + natural.width * map.scaleX, rect.right, innerWidth);
+  const bottom = Math.min(drawn.top + natural.height * map.scaleY, rect.bottom, innerHeight);
+  if (right - left < 8 || bottom - top < 8) {
+    return null;
+  }
+  return {
+    visible: { left, top, width: right - left, height: bottom - top },
+    source: { x: (left - drawn.left) / map.scaleX, y: (top - drawn.top) / map.scaleY, width: (right - left) / map.scaleX,
+      height: (bottom - top) / map.scaleY },
+    natural,
+    dpr: devicePixelRatio,
+    mask: [...shown.values()].flatMap((ui) => ui.drawn()),
+  };
+}
+
 function relayout() {
   for (const ui of shown.values()) {
     stale.add(ui);
@@ -429,6 +478,7 @@ if (!globalThis.__aiFace) {
   new ResizeObserver(relayout).observe(document.documentElement);
   globalThis.__aiFace = {
     show,
+    locate,
     read: () => [...shown.values()].map((ui) => ui.read()),
   };
 }

@@ -6,8 +6,9 @@ import { cp, readFile, rm, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { chromium } from 'playwright-core';
 
-// On a real menu click Chrome grants the page's site (activeTab, and the
-// site access the user allows when asked); the copy is given it up front.
+// On a real menu click Chrome grants the page's site and a capture of the
+// tab (activeTab, and the site access the user allows when asked); the copy
+// is given both up front (captureVisibleTab takes <all_urls> without activeTab).
 async function prepareExtension(work, extensionDir, modelDir) {
   const dir = join(work, 'extension');
   await cp(extensionDir, dir, {
@@ -19,7 +20,7 @@ async function prepareExtension(work, extensionDir, modelDir) {
     await cp(modelDir, join(dir, 'model'), { recursive: true });
   }
   const manifest = JSON.parse(await readFile(join(dir, 'manifest.json'), 'utf8'));
-  manifest.host_permissions = ['http://127.0.0.1/*'];
+  manifest.host_permissions = ['<all_urls>'];
   await writeFile(join(dir, 'manifest.json'), JSON.stringify(manifest));
   return dir;
 }

@@ -6,7 +6,8 @@
 //                            "steps": [...]}'
 //
 // Steps, run in order on one tab (each gives one entry of "steps" in the output):
-//   {"goto": "page.html"}           open siteDir/page.html (the site sets a cookie on every page)
+//   {"goto": "page.html"}           open siteDir/page.html (the site sets a cookie on every page;
+//                                    a fetch() of NAME, not the page's own load, gets fetched-NAME when it exists)
 //   {"settings": {...}}              store settings ("{origin}" stands for the site's URL)
 //   {"service": {...} | null}        what POST /v1/detect answers from now on (null: 404)
 //   {"check": "image.png"}           what the menu item does for that image: the verdict
@@ -52,7 +53,15 @@ function serveSite() {
       requests.push({ path, ...pick('cookie', 'referer', 'sec-fetch-site', 'sec-fetch-mode', 'sec-fetch-dest') });
     }
     try {
-      const body = await readFile(join(options.siteDir, basename(path)));
+      // A site that tells the extension's request from the page's can answer it with another file.
+      const name = basename(path);
+      const other = request.headers['sec-fetch-dest'] === 'empty' ? `fetched-${name}` : null;
+      const body = await readFile(join(options.siteDir, other ?? name)).catch((error) => {
+        if (other) {
+          return readFile(join(options.siteDir, name));
+        }
+        throw error;
+      });
       const headers = { 'Content-Type': type };
       if (type === 'text/html') {
         headers['Set-Cookie'] = 'session=secret-session-id; Path=/';
