@@ -83,6 +83,19 @@ def test_a_missing_model_is_exit_code_2_with_one_error_line(module, argv, tmp_pa
     assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
 
 
+@pytest.mark.process
+def test_the_aiface_train_script_also_parses_before_tensorflow_loads():
+    code = (
+        "import sys; from training.cli import train_main; sys.argv = ['aiface-train', '--help']\n"
+        "try:\n    train_main()\nexcept SystemExit as exit:\n    code = exit.code\n"
+        "print('LOADED', ','.join(sorted({'tensorflow', 'keras'} & set(sys.modules))), file=sys.stderr)\n"
+        "sys.exit(code)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "usage: python -m training.train" in result.stdout
+    assert loaded(result) == "LOADED"
+
+
 def test_the_training_parser_offers_the_names_its_modules_define():
     from training import backbones, cli, data, distribute
 
