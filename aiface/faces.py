@@ -5,47 +5,147 @@ small part of the frame (a profile picture with scenery, a group) is mostly
 background once squeezed to the model's input, so we find each face and score
 a crop framed like the training data instead.
 
-Detector: MTCNN from the ``mtcnn`` package (MIT; its three small networks'
-weights ship inside the wheel, so nothing is downloaded, and it runs on the
-TensorFlow we already have). Chosen over OpenCV's Haar cascade, the only other
-detector that works offline beside TensorFlow 2.19 and tensorflowjs 4.22
-(MediaPipe's packaged face model needs protobuf < 5, tensorflowjs's ydf needs
->= 5.29; OpenCV's FaceDetectorYN needs an ONNX file the wheel lacks): on 120
-``test`` images MTCNN found the face in 119, the cascade in 90 (it misses faces
-that fill the frame).
+One face finder, two runtimes. The service runs it here; the browser
+extension runs the same network, converted from the same weights
+(``extension/faces/model.json``), and the same post-processing
+(``extension/src/faces.js``, ``extension/src/crop.js``), with every constant
+read from ``extension/faces/faces.json``, which ``face_config()`` writes
+(``python -m training.convert_face_detector``) and a test keeps equal to this
+module. Boxes and crops then agree between the two for the same bytes (see
+``docs/faces.md``).
 
-Margin: measured with this detector on 25 ``train`` images per source, the
-face box's longer side is 0.71 of the image side on the 140k sample (FFHQ
-reals and StyleGAN fakes, one pipeline for both classes) and 0.71-0.73 on the
-other StyleGAN sources, with the box centre 0.04 of the side below the image
-centre; the other real sources are framed tighter (UTKFace 0.96, CIPLAB 1.0)
-or looser (LFW 0.49). We frame like the 140k sample, the fairest part of the
-data: ``FACE_FRACTION`` and ``FACE_BELOW_CENTRE``.
+Detector: face-api's tiny face detector (``@vladmandic/face-api`` 1.7.15, MIT;
+a Tiny-YOLOv2-style network with depthwise-separable convolutions, 193 k
+weights). Its weights ship in the npm package, uint8-quantized; they were
+converted once into ``aiface/weights/tiny_face_detector.npz`` (the same uint8
+values with each tensor's ``min`` and ``scale``, dequantized as TF.js does,
+``q * scale + min`` in float64 then float32) and ``build_detector`` rebuilds
+the network in Keras. ``tests/test_faces.py`` checks it against face-api's
+own TF.js forward pass in node.
+
+One search, step by step (each runtime implements exactly this):
+
+1. the upright 8-bit RGB image (H, W), alpha composited onto white as in
+   ``aiface.preprocess``, is fitted into the detector's ``INPUT_SIZE`` square:
+   in the first pass at its top-left corner, the rest black (0), as face-api
+   pads; ``extent = max(W, H)``; in the second pass (only when the first found
+   no usable face) centred in a grey (``BORDER_GREY``) square with a border
+   of ``BORDER_FRACTION`` of the longer side on each side,
+   ``extent = max(W, H) + 2 * floor(BORDER_FRACTION * max(W, H))``,
+   because the detector misses many faces that fill the frame and finds them
+   smaller;
+2. the image is resized to ``w = max(1, round_half_up(W * INPUT_SIZE / extent))``
+   by ``h`` (same for H) with ``aiface.preprocess``'s separable triangle
+   filter (columns first, then rows; float64), cast to float32 and placed at
+   ``(0, 0)`` (first pass) or ``((INPUT_SIZE - w) // 2, (INPUT_SIZE - h) // 2)``;
+   ``round_half_up(a / b)`` is integer arithmetic, ``(2 * a + b) // (2 * b)``;
+3. the network (which subtracts ``MEAN_RGB`` and divides by 255 itself)
+   gives a ``CELLS x CELLS x (5 anchors x 5)`` map; for the cell in row
+   ``r``, column ``c`` and anchor ``a`` (channels ``5a .. 5a + 4``:
+   ``tx, ty, tw, th, t_score``), ``score = sigmoid(t_score)``, kept when
+   ``score > MIN_SCORE``; the box's centre is
+   ``((c + sigmoid(tx)) * u, (r + sigmoid(ty)) * u)`` and its size
+   ``(exp(tw) * ANCHORS[a][0] * u, exp(th) * ANCHORS[a][1] * u)`` in input
+   pixels, ``u = INPUT_SIZE / CELLS``; cells are visited row, column, anchor;
+4. non-maximum suppression as face-api: candidates sorted by score, ascending
+   and stable; the last is kept, and every other whose IoU with it is above
+   ``NMS_IOU`` is dropped; repeat;
+5. each kept box goes back to image pixels (``x = (x_in - left) * W / w``,
+   ``y = (y_in - top) * H / h``, sizes likewise) and is mapped to the box
+   the crop rule was measured with (``BOX_MAPPING``, below); then
+   ``x, y, width, height`` are each rounded (half to even, Python's
+   ``round``), clipped to the image, and boxes whose longer side is under
+   ``MIN_FACE_SIDE`` dropped;
+6. largest area first (ties: smaller y, then smaller x), at most ``MAX_FACES``.
+
+Margin: measured with MTCNN (this module's detector before) on 25 ``train``
+images per source, the face box's longer side is 0.71 of the image side on
+the 140k sample (FFHQ reals and StyleGAN fakes, one pipeline for both
+classes) and 0.71-0.73 on the other StyleGAN sources, with the box centre
+0.04 of the side below the image centre; the other real sources are framed
+tighter (UTKFace 0.96, CIPLAB 1.0) or looser (LFW 0.49). We frame like the
+140k sample, the fairest part of the data: ``FACE_FRACTION`` and
+``FACE_BELOW_CENTRE``. The tiny detector's boxes are wider and lower on the
+face than MTCNN's, so each is first mapped to the MTCNN box of the same face
+(``BOX_MAPPING``: medians over 80 ``test`` faces pasted into 1024 px scenes,
+both detectors run; ``benchmarks/face_boxes_js.py`` before this change).
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
+import math
 import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
+from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
+from aiface.preprocess import _resize_axis
+
+# --- the constants, exported to the extension by face_config() ---------------
+
+INPUT_SIZE = 416
+CELLS = 13  # INPUT_SIZE / 32: five stride-2 poolings and conv0's valid 3 x 3
+MEAN_RGB = (117.001, 114.697, 97.404)
+ANCHORS = (
+    (1.603231, 2.094468),
+    (6.041143, 7.080126),
+    (2.882459, 3.518061),
+    (4.266906, 5.178857),
+    (9.041765, 10.66308),
+)
+MIN_SCORE = 0.5
+NMS_IOU = 0.4
+BORDER_FRACTION = 0.5
+BORDER_GREY = 128
+# Tiny detector box -> MTCNN box of the same face: width and height scaled,
+# centre moved by these fractions of the tiny box's longer side.
+BOX_MAPPING = {"width": 0.64, "height": 0.95, "centre_x": 0.0, "centre_y": -0.11}
+# The face box's longer side in the image's pixels; its crop is then at least
+# 33 px, above aiface.preprocess.MIN_SIDE.
+MIN_FACE_SIDE = 24
+MAX_FACES = 8
 FACE_FRACTION = 0.72
 FACE_BELOW_CENTRE = 0.04
-# Faces are searched in a copy at most this large: MTCNN's image pyramid on a
-# 4000 px photo costs seconds, and a face under 1/40 of the frame is too small
-# to judge anyway.
-DETECT_MAX_SIDE = 1024
-# The face box's longer side in the image's pixels; its crop is then at least
-# 33 px, above aiface.preprocess.MIN_SIDE. Filtered after detection: MTCNN's
-# own min_face_size changes its image pyramid, and other values than its
-# default of 20 px were seen missing an 85 px face.
-MIN_FACE_SIDE = 24
-MIN_CONFIDENCE = 0.9
-MAX_FACES = 8
+
+WEIGHTS_FILE = "tiny_face_detector.npz"
+WEIGHTS_SHA256 = "23bcaab67bb862070ec297ea685ee1582ce46932d6b6dee923ed9118e1ba4c55"
+# The network's layers: (name, kind, filters); conv0 is a plain 3 x 3 valid
+# convolution, conv1-5 depthwise-separable 3 x 3 with "same" padding, each
+# followed by leaky ReLU (0.1) and a 2 x 2 max-pool (stride 2, the last
+# stride 1); conv8 the 1 x 1 output.
+LAYERS = (
+    ("conv0", "conv", 16),
+    ("conv1", "separable", 32),
+    ("conv2", "separable", 64),
+    ("conv3", "separable", 128),
+    ("conv4", "separable", 256),
+    ("conv5", "separable", 512),
+    ("conv8", "output", 5 * len(ANCHORS)),
+)
+
+
+def face_config() -> dict:
+    """Every constant the extension's face finding needs (extension/faces/faces.json)."""
+    return {
+        "detector": "tiny_face_detector (@vladmandic/face-api 1.7.15, MIT)",
+        "input_size": INPUT_SIZE,
+        "cells": CELLS,
+        "anchors": [list(anchor) for anchor in ANCHORS],
+        "min_score": MIN_SCORE,
+        "nms_iou": NMS_IOU,
+        "border_fraction": BORDER_FRACTION,
+        "border_grey": BORDER_GREY,
+        "box_mapping": dict(BOX_MAPPING),
+        "min_face_side": MIN_FACE_SIDE,
+        "max_faces": MAX_FACES,
+        "face_fraction": FACE_FRACTION,
+        "face_below_centre": FACE_BELOW_CENTRE,
+    }
 
 
 @dataclass(frozen=True)
@@ -65,65 +165,201 @@ class Face:
     score: float  # the detector's confidence that this is a face
 
 
+# --- the network ---------------------------------------------------------------
+
+
+def weights_path():
+    return resources.files("aiface") / "weights" / WEIGHTS_FILE
+
+
+def load_weights(path=None) -> dict[str, np.ndarray]:
+    """The detector's float32 weights by face-api's names (``conv0/filters``, ...).
+
+    The packaged file is checked against ``WEIGHTS_SHA256``; ``path``, another
+    file of the same layout (the conversion's output, before it is committed).
+    """
+    data = weights_path().read_bytes() if path is None else Path(path).read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    if path is None and digest != WEIGHTS_SHA256:
+        raise RuntimeError(f"{WEIGHTS_FILE} has SHA-256 {digest}, not {WEIGHTS_SHA256}: reconvert it "
+                           "(python -m training.convert_face_detector)")
+    with np.load(io.BytesIO(data)) as stored:
+        names = sorted({key.rsplit(".", 1)[0] for key in stored.files})
+        return {name.replace(".", "/"): dequantize(stored[f"{name}.q"], float(stored[f"{name}.scale"]),
+                                                   float(stored[f"{name}.min"]))
+                for name in names}
+
+
+def dequantize(q: np.ndarray, scale: float, minimum: float) -> np.ndarray:
+    """As TF.js decodes uint8 weights: ``v * scale + min`` in float64, stored as float32."""
+    return (q.astype(np.float64) * scale + minimum).astype(np.float32)
+
+
+def build_detector(weights: dict[str, np.ndarray]):
+    """The tiny face detector as a Keras model: (N, INPUT_SIZE, INPUT_SIZE, 3) in [0, 255] -> (N, 13, 13, 25)."""
+    import keras
+    from keras import layers, ops
+
+    inputs = keras.Input((INPUT_SIZE, INPUT_SIZE, 3), name="image")
+    x = ops.divide(ops.subtract(inputs, np.asarray(MEAN_RGB, np.float32)), np.float32(255.0))
+    assigned = []
+    for name, kind, filters in LAYERS:
+        if kind == "separable":
+            layer = layers.SeparableConv2D(filters, 3, padding="same", name=name)
+            assigned.append((layer, [weights[f"{name}/depthwise_filter"], weights[f"{name}/pointwise_filter"],
+                                     weights[f"{name}/bias"]]))
+        else:
+            layer = layers.Conv2D(filters, 3 if kind == "conv" else 1, padding="valid", name=name)
+            assigned.append((layer, [weights[f"{name}/filters"], weights[f"{name}/bias"]]))
+        x = layer(x)
+        if kind != "output":
+            x = layers.LeakyReLU(negative_slope=0.1, name=f"{name}_leaky")(x)
+            x = layers.MaxPooling2D(2, strides=1 if name == "conv5" else 2, padding="same", name=f"{name}_pool")(x)
+    model = keras.Model(inputs, x, name="tiny_face_detector")
+    for layer, values in assigned:
+        layer.set_weights(values)
+    return model
+
+
+# --- the search, as the module docstring says ---------------------------------
+
+
+def round_half_up(numerator: int, denominator: int) -> int:
+    """round(numerator / denominator), halves up, in exact integers."""
+    return (2 * numerator + denominator) // (2 * denominator)
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where the image lies in the detector's input: its resized size and top-left corner."""
+
+    width: int
+    height: int
+    left: int
+    top: int
+    fill: int
+
+
+def placement(width: int, height: int, border: bool) -> Placement:
+    """Step 1 and 2's geometry for a ``width`` x ``height`` image, first pass or border pass."""
+    longer = max(width, height)
+    extent = longer + 2 * math.floor(BORDER_FRACTION * longer) if border else longer
+    w = max(1, round_half_up(width * INPUT_SIZE, extent))
+    h = max(1, round_half_up(height * INPUT_SIZE, extent))
+    if border:
+        return Placement(w, h, (INPUT_SIZE - w) // 2, (INPUT_SIZE - h) // 2, BORDER_GREY)
+    return Placement(w, h, 0, 0, 0)
+
+
+def detector_input(pixels: np.ndarray, place: Placement) -> np.ndarray:
+    """(INPUT_SIZE, INPUT_SIZE, 3) float32: ``pixels`` resized and placed, the rest filled."""
+    resized = _resize_axis(_resize_axis(pixels, place.width, axis=1), place.height, axis=0)
+    canvas = np.full((INPUT_SIZE, INPUT_SIZE, 3), place.fill, np.float32)
+    canvas[place.top : place.top + place.height, place.left : place.left + place.width] = resized.astype(np.float32)
+    return canvas
+
+
+def _sigmoid(value: float) -> float:
+    return 1.0 / (1.0 + math.exp(-value))
+
+
+def decode(output: np.ndarray) -> list[tuple[float, tuple[float, float, float, float]]]:
+    """(score, (x, y, width, height) in input pixels) of each cell and anchor scoring above MIN_SCORE."""
+    found = []
+    values = np.asarray(output, np.float64).reshape(CELLS, CELLS, len(ANCHORS), 5).tolist()
+    unit = INPUT_SIZE / CELLS
+    for row in range(CELLS):
+        for col in range(CELLS):
+            for anchor, (tx, ty, tw, th, logit) in enumerate(values[row][col]):
+                score = _sigmoid(logit)
+                if not score > MIN_SCORE:
+                    continue
+                w = math.exp(tw) * ANCHORS[anchor][0] * unit
+                h = math.exp(th) * ANCHORS[anchor][1] * unit
+                centre_x = (col + _sigmoid(tx)) * unit
+                centre_y = (row + _sigmoid(ty)) * unit
+                found.append((score, (centre_x - w / 2, centre_y - h / 2, w, h)))
+    return found
+
+
+def box_iou(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
+    width = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    height = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+    inter = width * height
+    return inter / (a[2] * a[3] + b[2] * b[3] - inter)
+
+
+def non_max_suppression(found: list[tuple[float, tuple]]) -> list[tuple[float, tuple]]:
+    """face-api's NMS: pop the best remaining, drop those overlapping it by more than NMS_IOU."""
+    order = sorted(range(len(found)), key=lambda index: found[index][0])
+    kept = []
+    while order:
+        best = order.pop()
+        kept.append(found[best])
+        order = [index for index in order if box_iou(found[best][1], found[index][1]) <= NMS_IOU]
+    return kept
+
+
+def to_image_box(box: tuple[float, float, float, float], place: Placement, width: int, height: int) -> Box | None:
+    """A detector box in the image's pixels, mapped, rounded and clipped (step 5); None when too small."""
+    sx, sy = width / place.width, height / place.height
+    x, y, w, h = (box[0] - place.left) * sx, (box[1] - place.top) * sy, box[2] * sx, box[3] * sy
+    side = max(w, h)
+    centre_x = x + w / 2 + BOX_MAPPING["centre_x"] * side
+    centre_y = y + h / 2 + BOX_MAPPING["centre_y"] * side
+    w, h = w * BOX_MAPPING["width"], h * BOX_MAPPING["height"]
+    left, top = round(centre_x - w / 2), round(centre_y - h / 2)
+    right, bottom = left + round(w), top + round(h)
+    left, top, right, bottom = max(0, left), max(0, top), min(width, right), min(height, bottom)
+    if right <= left or bottom <= top or max(right - left, bottom - top) < MIN_FACE_SIDE:
+        return None
+    return Box(left, top, right - left, bottom - top)
+
+
+def faces_from_output(output: np.ndarray, place: Placement, width: int, height: int) -> list[Face]:
+    """Steps 3 to 6 on the network's output for one placement."""
+    faces = []
+    for score, box in non_max_suppression(decode(output)):
+        image_box = to_image_box(box, place, width, height)
+        if image_box is not None:
+            faces.append(Face(image_box, score))
+    faces.sort(key=lambda face: (-face.box.width * face.box.height, face.box.y, face.box.x))
+    return faces[:MAX_FACES]
+
+
 class FaceFinder:
-    """MTCNN with the package's own weights; one call at a time."""
+    """The tiny face detector, its network in Keras on TensorFlow."""
 
-    def __init__(
-        self,
-        min_confidence: float = MIN_CONFIDENCE,
-        min_face_side: int = MIN_FACE_SIDE,
-        max_side: int = DETECT_MAX_SIDE,
-        max_faces: int = MAX_FACES,
-    ):
-        from mtcnn import MTCNN
-        from mtcnn.stages import StageONet, StagePNet, StageRNet
+    def __init__(self, weights: dict[str, np.ndarray] | None = None):
+        import tensorflow as tf
 
-        # Absolute paths: given a bare file name, mtcnn first unpickles a file
-        # of that name from the working directory, if there is one.
-        weights = resources.files("mtcnn.assets.weights")
-        stages = [
-            StagePNet(weights=str(weights / "pnet.lz4")),
-            StageRNet(weights=str(weights / "rnet.lz4")),
-            StageONet(weights=str(weights / "onet.lz4")),
-        ]
-        self._mtcnn = MTCNN(stages=stages, device="CPU:0")
+        self.model = build_detector(weights if weights is not None else load_weights())
+        self._run = tf.function(
+            lambda batch: self.model(batch, training=False),
+            input_signature=[tf.TensorSpec((None, INPUT_SIZE, INPUT_SIZE, 3), tf.float32)],
+            autograph=False,
+        )
         self._lock = threading.Lock()
-        self.min_confidence = min_confidence
-        self.min_face_side = min_face_side
-        self.max_side = max_side
-        self.max_faces = max_faces
+
+    def output(self, image: np.ndarray) -> np.ndarray:
+        """The network's raw output for one detector input."""
+        return self._run(image[None]).numpy()[0]
 
     def find(self, pixels: np.ndarray) -> list[Face]:
-        """Faces in (H, W, 3) uint8 RGB, largest first, at most ``max_faces``."""
+        """Faces in (H, W, 3) uint8 RGB, largest first, at most ``MAX_FACES``."""
         height, width = pixels.shape[:2]
-        scale = min(1.0, self.max_side / max(height, width))
-        small = pixels
-        if scale < 1.0:
-            size = (max(1, round(width * scale)), max(1, round(height * scale)))
-            small = np.asarray(Image.fromarray(pixels).resize(size, Image.BILINEAR, reducing_gap=2.0))
-        with self._lock:
-            found = self._mtcnn.detect_faces(small)
-        faces = []
-        for item in found:
-            if item["confidence"] < self.min_confidence:
-                continue
-            x, y, w, h = (float(v) / scale for v in item["box"])
-            box = _clip(Box(round(x), round(y), round(w), round(h)), width, height)
-            if max(box.width, box.height) >= self.min_face_side:
-                faces.append(Face(box, float(item["confidence"])))
-        faces.sort(key=lambda face: (-face.box.width * face.box.height, face.box.y, face.box.x))
-        return faces[: self.max_faces]
-
-
-def _clip(box: Box, width: int, height: int) -> Box:
-    left, top = max(0, box.x), max(0, box.y)
-    right, bottom = min(width, box.x + box.width), min(height, box.y + box.height)
-    return Box(left, top, right - left, bottom - top)
+        faces: list[Face] = []
+        for border in (False, True):
+            place = placement(width, height, border)
+            faces = faces_from_output(self.output(detector_input(pixels, place)), place, width, height)
+            if faces:
+                break
+        return faces
 
 
 @lru_cache(maxsize=1)
 def default_finder() -> FaceFinder:
-    """One finder per process (its networks take a second or two to build)."""
+    """One finder per process."""
     return FaceFinder()
 
 

@@ -2,30 +2,53 @@
 
 ``data/astronaut_face.jpg`` is a 170 x 195 crop of scikit-image's
 ``data.astronaut()`` (Eileen Collins, NASA: public domain); her face spans
-x 40-125, y 42-153 in it.
+x 40-125, y 42-153 in it. The detector's port and post-processing are
+checked here; that the extension's runs give the same numbers is
+``test_extension_faces.py``'s (node) and ``test_face_parity_browser.py``'s
+(Chromium).
 """
 
 from __future__ import annotations
 
 import base64
 import io
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import encode, face_like
 from PIL import Image
 
-from helpers import encode, face_like
+from aiface import faces as faces_module
 from aiface.bundle import load_bundle
 from aiface.explain import GradCam, render_png
-from aiface.faces import FACE_FRACTION, Box, crop, crop_box, default_finder, iou
+from aiface.faces import (
+    ANCHORS,
+    CELLS,
+    FACE_FRACTION,
+    INPUT_SIZE,
+    MIN_SCORE,
+    Box,
+    crop,
+    crop_box,
+    default_finder,
+    detector_input,
+    face_config,
+    faces_from_output,
+    iou,
+    load_weights,
+    placement,
+)
 from aiface.preprocess import to_model_input
 from server import create_app
 
 FACE = np.asarray(Image.open(Path(__file__).parent / "data" / "astronaut_face.jpg").convert("RGB"))
 FACE_IN_CROP = Box(40, 42, 85, 111)
 PASTED_AT = (400, 200)  # x, y of the crop in the scene
-EXPECTED_FACE = Box(PASTED_AT[0] + FACE_IN_CROP.x, PASTED_AT[1] + FACE_IN_CROP.y, FACE_IN_CROP.width, FACE_IN_CROP.height)
+EXPECTED_FACE = Box(
+    PASTED_AT[0] + FACE_IN_CROP.x, PASTED_AT[1] + FACE_IN_CROP.y, FACE_IN_CROP.width, FACE_IN_CROP.height
+)
 
 
 def scene() -> np.ndarray:
@@ -35,6 +58,21 @@ def scene() -> np.ndarray:
     left, top = PASTED_AT
     pixels[top : top + FACE.shape[0], left : left + FACE.shape[1]] = FACE
     return pixels
+
+
+def two_faces_scene() -> np.ndarray:
+    """800 x 500: the astronaut at (60, 80), and mirrored at 1.5 times her size at (470, 150)."""
+    y, x = np.mgrid[0:500, 0:800]
+    pixels = np.stack([x * 255 / 800, np.full(x.shape, 90), y * 255 / 500], axis=-1).astype(np.uint8)
+    pixels[80 : 80 + FACE.shape[0], 60 : 60 + FACE.shape[1]] = FACE
+    mirrored = Image.fromarray(FACE[:, ::-1]).resize((255, 292), Image.BICUBIC)
+    pixels[150 : 150 + 292, 470 : 470 + 255] = np.asarray(mirrored)
+    return pixels
+
+
+def face_filling() -> np.ndarray:
+    """256 x 320, the face filling the frame: the first pass finds nothing, the grey-border pass finds it."""
+    return np.asarray(Image.fromarray(FACE[40:160, 35:130]).resize((256, 320), Image.BICUBIC))
 
 
 def box_of(body: dict) -> Box:
@@ -52,11 +90,97 @@ def test_the_face_in_a_scene_is_found_where_it_was_put():
     faces = default_finder().find(scene())
     assert len(faces) == 1
     assert iou(faces[0].box, EXPECTED_FACE) > 0.7
-    assert faces[0].score > 0.9
+    assert faces[0].score > MIN_SCORE
+
+
+def test_two_faces_are_found_largest_first():
+    faces = default_finder().find(two_faces_scene())
+    assert len(faces) == 2
+    big, small = (face.box for face in faces)
+    assert big.width * big.height > small.width * small.height
+    assert 470 < big.x < big.x + big.width < 470 + 255 and 60 < small.x < small.x + small.width < 60 + 170
+
+
+def test_a_face_filling_the_frame_is_found_by_the_border_pass():
+    pixels = face_filling()
+    first = placement(pixels.shape[1], pixels.shape[0], border=False)
+    finder = default_finder()
+    assert faces_from_output(finder.output(detector_input(pixels, first)), first, 256, 320) == []
+    [face] = finder.find(pixels)
+    assert face.box.width > 0.6 * 256 and face.box.height > 0.6 * 320
 
 
 def test_a_picture_without_a_face_has_none():
     assert default_finder().find(face_like(5, size=256)) == []
+
+
+def test_the_image_is_fitted_into_the_detector_input_as_documented():
+    assert placement(640, 480, border=False) == faces_module.Placement(416, 312, 0, 0, 0)
+    # extent 640 + 2 * 320: 208 x 156 in a grey square, centred.
+    assert placement(640, 480, border=True) == faces_module.Placement(208, 156, 104, 130, 128)
+    assert placement(2, 1000, border=False).width == 1  # never empty
+    pixels = face_like(3, size=64)
+    image = detector_input(pixels, placement(64, 64, border=True))
+    assert image.shape == (INPUT_SIZE, INPUT_SIZE, 3) and image.dtype == np.float32
+    # extent 128: 208 px placed at (104, 104), grey around.
+    assert (image[:104] == 128).all() and (image[312:] == 128).all() and (image[104:312, 104:312] != 128).any()
+
+
+def _output_with(*cells) -> np.ndarray:
+    """A detector output scoring nothing but the given (row, col, anchor, tx, ty, tw, th, logit) cells."""
+    output = np.zeros((CELLS, CELLS, len(ANCHORS), 5), np.float32)
+    output[..., 4] = -10.0
+    for row, col, anchor, *values in cells:
+        output[row, col, anchor] = values
+    return output.reshape(CELLS, CELLS, -1)
+
+
+def test_boxes_are_decoded_and_overlaps_suppressed():
+    place = placement(INPUT_SIZE, INPUT_SIZE, border=False)
+    # Anchor 1 (6.04 x 7.08 cells) at the centre of cell (6, 6); the same
+    # face a little weaker one cell over, suppressed; one far away kept; one
+    # below the threshold.
+    output = _output_with((6, 6, 1, 0, 0, 0, 0, 3.0), (6, 7, 1, 0, 0, 0, 0, 2.0), (1, 1, 0, 0, 0, 0, 0, 1.0),
+                          (10, 2, 0, 0, 0, 0, 0, -0.1))
+    faces = faces_from_output(output, place, INPUT_SIZE, INPUT_SIZE)
+    sigmoid = lambda logit: 1 / (1 + np.exp(-logit))  # noqa: E731
+    assert [face.score for face in faces] == pytest.approx([sigmoid(3.0), sigmoid(1.0)])
+    unit = INPUT_SIZE / CELLS
+    w, h = ANCHORS[1][0] * unit, ANCHORS[1][1] * unit
+    mapping = faces_module.BOX_MAPPING
+    centre_y = 6.5 * unit + mapping["centre_y"] * max(w, h)
+    expected = Box(round(6.5 * unit - w * mapping["width"] / 2), round(centre_y - h * mapping["height"] / 2),
+                   round(w * mapping["width"]), round(h * mapping["height"]))
+    assert faces[0].box == expected
+
+
+# --- the detector's weights and network -------------------------------------
+
+
+def test_weights_are_face_apis_dequantized_as_tfjs_does():
+    weights = load_weights()
+    assert len(weights) == 19 and sum(value.size for value in weights.values()) == 193_321
+    package = Path(__file__).resolve().parent.parent / "extension" / "node_modules" / "@vladmandic" / "face-api"
+    if not package.is_dir():
+        pytest.skip("the extension's npm packages are not installed (bash .ci/setup --test)")
+    from training.convert_face_detector import read_face_api
+
+    for name, (values, scale, minimum) in read_face_api(package).items():
+        np.testing.assert_array_equal(weights[name], (values * scale + minimum).astype(np.float32), err_msg=name)
+
+
+def test_keras_port_matches_face_apis_forward_pass_written_out_in_numpy():
+    from training.convert_face_detector import reference_forward, reference_input
+
+    image = reference_input()
+    expected = reference_forward(load_weights(), image)
+    np.testing.assert_allclose(default_finder().output(image), expected, atol=1e-4)
+
+
+def test_the_extension_reads_these_constants():
+    committed = Path(__file__).resolve().parent.parent / "extension" / "faces" / "faces.json"
+    assert json.loads(committed.read_text()) == face_config(), (
+        "extension/faces/faces.json is stale: python -m training.convert_face_detector")
 
 
 def test_crop_is_framed_like_the_training_images():

@@ -1,8 +1,10 @@
 // Framing a face like the training images: the mirror of aiface/faces.py
-// crop_box, integer for integer (tests/test_extension_faces.py).
+// crop_box, integer for integer (tests/test_extension_faces.py), its
+// constants from faces/faces.json (aiface.faces.face_config()).
+import CONFIG from '../faces/faces.json' with { type: 'json' };
 
-export const FACE_FRACTION = 0.72;
-export const FACE_BELOW_CENTRE = 0.04;
+const FACE_FRACTION = CONFIG.face_fraction;
+const FACE_BELOW_CENTRE = CONFIG.face_below_centre;
 
 // Python's round(): halves go to the even neighbour. Face centres often
 // fall on a half pixel, where Math.round would pick another crop.

@@ -7,7 +7,7 @@ import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
 import { fromBase64, toBase64 } from './bytes.js';
 import { cropBox, cropRgba } from './crop.js';
 import { compareWithRendered } from './rendered.js';
-import { DETECT_MAX_SIDE, findFaces, loadFaceDetector } from './faces.js';
+import { findFaces, loadFaceDetector } from './faces.js';
 import { MIN_SIDE, rgbaToRgb, toModelInput } from './preprocess.js';
 
 let loading = null;
@@ -22,13 +22,11 @@ async function loadModel() {
     throw new Error('the WebAssembly backend could not start');
   }
   const read = (path) => fetch(chrome.runtime.getURL(path));
-  const [model, metadata, faceWeights, faceManifest] = await Promise.all([
+  const [model, metadata] = await Promise.all([
     loadGraphModel(chrome.runtime.getURL('model/model.json')),
     read('model/metadata.json').then((response) => response.json()),
-    read('dist/faces/tiny_face_detector_model.bin').then((response) => response.arrayBuffer()),
-    read('dist/faces/tiny_face_detector_model-weights_manifest.json').then((response) => response.json()),
+    loadFaceDetector(chrome.runtime.getURL('faces/model.json')),
   ]);
-  loadFaceDetector(faceWeights, faceManifest);
   return { model, metadata };
 }
 
@@ -71,13 +69,8 @@ async function decode(bytes, mimeType, maxPixels, downscale = false) {
       message: `The image is ${width}x${height} pixels, more than the ${Number((maxPixels / 1e6).toPrecision(3))} megapixels checked in the browser.` };
   }
   const rgba = draw(bitmap, width, height);
-  // The copy faces are searched in; the browser's resize is good enough to
-  // find a face, and the crops are taken from the full-size pixels.
-  const scale = Math.min(1, DETECT_MAX_SIDE / Math.max(width, height));
-  const search = { scale, width: Math.max(1, Math.round(width * scale)), height: Math.max(1, Math.round(height * scale)) };
-  search.rgba = scale < 1 ? draw(bitmap, search.width, search.height) : rgba;
   bitmap.close();
-  return { ok: true, width, height, rgba, search };
+  return { ok: true, width, height, rgba };
 }
 
 function draw(bitmap, width, height) {
@@ -132,9 +125,10 @@ async function classify({ image, mimeType, maxPixels, downscale }) {
   const { model: graph, metadata } = await model();
   const loadedAt = performance.now();
   const size = metadata.image_size;
-  const { width, height, rgba, search } = decoded;
-  const found = await findFaces(rgbaToRgb(search.rgba, search.width, search.height), search.width, search.height,
-    search.scale, width, height);
+  const { width, height, rgba } = decoded;
+  // Searched in the full-size pixels, resized as the service resizes them
+  // (faces.js), so that both find the same boxes.
+  const found = await findFaces(rgbaToRgb(rgba, width, height), width, height);
   const foundAt = performance.now();
   // As the server: each face's crop is scored, the verdict is the highest
   // (one generated face makes the image fake); no face, the whole image.

@@ -45,8 +45,9 @@ function resizeTaps(inSize, outSize) {
   return { indices, weights, taps };
 }
 
-// Resize one axis of a (rows, cols, 3) float64 array; axis 1 = columns.
-function resizeAxis(pixels, rows, cols, outSize, axis) {
+// Resize one axis of a (rows, cols, 3) array (float64, or uint8 RGB); axis 1
+// = columns. Also the face detector's input resize (faces.js).
+export function resizeAxis(pixels, rows, cols, outSize, axis) {
   const inSize = axis === 1 ? cols : rows;
   const { indices, weights, taps } = resizeTaps(inSize, outSize);
   const outRows = axis === 1 ? rows : outSize;

@@ -1,8 +1,0 @@
-// What @vladmandic/face-api's no-bundle build imports as '@tensorflow/tfjs':
-// the extension's own tfjs-core and converter, so that face finding and the
-// classifier share one TF.js and its WebAssembly backend. face-api calls
-// chained ops (tensor.as3D(), ...), which tfjs-core registers only on request.
-import '@tensorflow/tfjs-core/dist/public/chained_ops/register_all_chained_ops.js';
-
-export * from '@tensorflow/tfjs-core';
-export * from '@tensorflow/tfjs-converter';
