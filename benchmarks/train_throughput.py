@@ -1,12 +1,14 @@
 """Training images per second, per backbone and input size, on this machine.
 
-    python benchmarks/train_throughput.py [--backbones efficientnet_lite0 resnet50] [--sizes 224 128]
+    python benchmarks/train_throughput.py [--backbones efficientnet_lite0 resnet50] [--heads second_order average]
+        [--sizes 224 128]
 
 Times fine-tuning steps (the whole base trainable, BatchNorm frozen, as in
 the second phase of ``training.train``) and head-only steps on random
-batches, after warm-up steps that absorb graph tracing. Weights are random:
-speed does not depend on them, and nothing is downloaded. The data pipeline
-(decode, augment, resize) is timed on its own with --data-dir.
+batches of crops of each size, after warm-up steps that absorb graph tracing.
+Weights are random: speed does not depend on them, and nothing is
+downloaded. The data pipeline (decode, degrade, preprocess to 256 px, crop,
+drawn by source) is timed on its own with --data-dir.
 """
 
 from __future__ import annotations
@@ -35,12 +37,14 @@ def images_per_second(model: keras.Model, size: int, batch: int, steps: int) -> 
     return steps * batch / (time.perf_counter() - start)
 
 
-def pipeline_images_per_second(data_dir: str, size: int, count: int) -> float:
-    from training.data import SkipLog, make_dataset
+def pipeline_images_per_second(data_dir: str, image_size: int, crop: int, batches: int) -> float:
+    from training.data import SkipLog, make_training_dataset, sampling_weights
     from training.layout import list_split
 
-    examples = list_split(data_dir, "train")[:count]
-    dataset = make_dataset(examples, size, 32, training=True, skips=SkipLog())
+    examples = list_split(data_dir, "train")
+    dataset = make_training_dataset(
+        examples, image_size, crop, 32, skips=SkipLog(), weights=sampling_weights(examples)
+    ).take(batches)
     start = time.perf_counter()
     seen = sum(len(labels) for _, labels in dataset)
     return seen / (time.perf_counter() - start)
@@ -49,29 +53,29 @@ def pipeline_images_per_second(data_dir: str, size: int, count: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--backbones", nargs="+", default=["efficientnet_lite0", "resnet50"])
-    parser.add_argument("--sizes", nargs="+", type=int, default=[224, 128])
+    parser.add_argument("--heads", nargs="+", default=list(backbones.HEADS), choices=backbones.HEADS)
+    parser.add_argument("--sizes", nargs="+", type=int, default=[224, 128], help="training crop sizes")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--data-dir", help="also time the input pipeline on this folder")
     args = parser.parse_args()
 
     print(f"{os.cpu_count()} CPU cores, batch {args.batch_size}, {args.steps} timed steps")
-    print("| backbone | size | head only (img/s) | fine-tuning (img/s) |")
-    print("|---|---|---|---|")
-    for name in args.backbones:
-        for size in args.sizes:
-            model = backbones.build_model(name, size)
-            backbones.freeze_base(model)
-            model.compile("adam", "sparse_categorical_crossentropy")
-            head = images_per_second(model, size, args.batch_size, args.steps)
-            backbones.unfreeze_top(model, 1.0)
-            model.compile("adam", "sparse_categorical_crossentropy")
-            full = images_per_second(model, size, args.batch_size, args.steps)
-            print(f"| {name} | {size} | {head:.1f} | {full:.1f} |", flush=True)
+    print("| backbone | head | crop | head only (img/s) | fine-tuning (img/s) |")
+    print("|---|---|---|---|---|")
+    for name, head, size in ((n, h, s) for n in args.backbones for h in args.heads for s in args.sizes):
+        model = backbones.build_model(name, size, head=head)
+        backbones.freeze_base(model)
+        model.compile("adam", "sparse_categorical_crossentropy")
+        frozen = images_per_second(model, size, args.batch_size, args.steps)
+        backbones.unfreeze_top(model, 1.0)
+        model.compile("adam", "sparse_categorical_crossentropy")
+        full = images_per_second(model, size, args.batch_size, args.steps)
+        print(f"| {name} | {head} | {size} | {frozen:.1f} | {full:.1f} |", flush=True)
     if args.data_dir:
         for size in args.sizes:
-            rate = pipeline_images_per_second(args.data_dir, size, 640)
-            print(f"input pipeline (decode + augment + resize) at {size} px: {rate:.0f} img/s")
+            rate = pipeline_images_per_second(args.data_dir, 256, size, 20)
+            print(f"input pipeline (decode + degrade + preprocess to 256 + {size} px crop): {rate:.0f} img/s")
 
 
 if __name__ == "__main__":
