@@ -83,7 +83,9 @@ TRANSPOSITIONS = {
     8: Image.Transpose.ROTATE_90,
 }
 # Those that swap width and height.
-SWAPS = frozenset({Image.Transpose.TRANSPOSE, Image.Transpose.ROTATE_270, Image.Transpose.TRANSVERSE, Image.Transpose.ROTATE_90})
+SWAPS = frozenset(
+    {Image.Transpose.TRANSPOSE, Image.Transpose.ROTATE_270, Image.Transpose.TRANSVERSE, Image.Transpose.ROTATE_90}
+)
 ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
 SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 # Rows per block in the alpha composite, and rows (or columns) per block in

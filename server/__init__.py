@@ -14,8 +14,8 @@ from flask import Flask, Request, g
 from flask_cors import CORS
 
 from aiface.bundle import ModelLoadError
-from server import config as settings
 from server import admission, errors
+from server import config as settings
 from server.api import EXTENSION_KEY, bp
 from server.detector import Detector
 

@@ -69,7 +69,8 @@ class DeadlineSocket:
 class DeadlineThreadWorker(ThreadWorker):
     def enqueue_req(self, conn):
         if not self.cfg.is_ssl and not isinstance(conn.sock, DeadlineSocket):
-            conn.sock = DeadlineSocket(conn.sock, setting("REQUEST_DEADLINE_S", 30.0), setting("CLIENT_TIMEOUT_S", 10.0))
+            deadline_s, silence_s = setting("REQUEST_DEADLINE_S", 30.0), setting("CLIENT_TIMEOUT_S", 10.0)
+            conn.sock = DeadlineSocket(conn.sock, deadline_s, silence_s)
         return super().enqueue_req(conn)
 
     def handle(self, conn):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import io
+import json
 import os
 import socket
 import subprocess
@@ -91,13 +92,29 @@ def wait_for(condition, what: str, process: subprocess.Popen, deadline_s: float 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def healthy(port: int) -> bool:
+def request_json(port: int, method: str, path: str, body: bytes | None = None, headers: dict | None = None):
+    """(status, decoded JSON body or None) of one request to 127.0.0.1:``port``."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     try:
-        connection.request("GET", "/healthz")
-        return connection.getresponse().status == 200
+        connection.request(method, path, body=body, headers=headers or {})
+        response = connection.getresponse()
+        return response.status, json.loads(response.read() or b"null")
     finally:
         connection.close()
+
+
+def healthy(port: int) -> bool:
+    return request_json(port, "GET", "/healthz")[0] == 200
+
+
+def stop(process: subprocess.Popen) -> None:
+    """Terminate a server and wait for it; killed if it does not stop within 30 s."""
+    process.terminate()
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 @contextlib.contextmanager
@@ -117,9 +134,4 @@ def gunicorn_service(model_path, log_path, port: int, threads: int, deadline_s: 
         wait_for(lambda: healthy(port), "healthy server", process, deadline_s)
         yield process
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)

@@ -27,8 +27,8 @@ from hypothesis import strategies as st
 from PIL import Image
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from helpers import face_like
 from aiface.preprocess import FORMATS, MIN_SIDE, ImageError, load_image
+from helpers import face_like
 from server import create_app
 
 EXAMPLES = int(os.environ.get("AIFACE_FUZZ_EXAMPLES", "0"))

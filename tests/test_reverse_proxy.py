@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import REPO, encode, face_like, free_port, gunicorn_service, wait_for
+from helpers import REPO, encode, face_like, free_port, gunicorn_service, healthy, stop, wait_for
 
 pytestmark = [pytest.mark.process, pytest.mark.slow]
 
@@ -73,15 +73,6 @@ def post(port: int, body: bytes, headers: dict | None = None, timeout_s: float =
         connection.close()
 
 
-def healthz_via(port: int) -> bool:
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        connection.request("GET", "/healthz")
-        return connection.getresponse().status == 200
-    finally:
-        connection.close()
-
-
 @pytest.fixture(scope="module")
 def proxied(tiny_model_path, tmp_path_factory):
     folder = tmp_path_factory.mktemp("nginx")
@@ -94,15 +85,10 @@ def proxied(tiny_model_path, tmp_path_factory):
         process = subprocess.Popen([NGINX, "-c", str(config)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                    text=True)
         try:
-            wait_for(lambda: healthz_via(listen), "nginx answering", process, DEADLINE_S)
+            wait_for(lambda: healthy(listen), "nginx answering", process, DEADLINE_S)
             yield listen
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop(process)
 
 
 def test_a_request_through_nginx_is_scored_with_the_services_headers(proxied):

@@ -7,8 +7,6 @@ tiny model. Waits poll with a deadline; nothing sleeps for a fixed time.
 
 from __future__ import annotations
 
-import http.client
-import json
 import os
 import signal
 import socket
@@ -16,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import encode, face_like, free_port, gunicorn_service, wait_for
+from helpers import encode, face_like, free_port, gunicorn_service, request_json, wait_for
 
 THREADS = 2
 CLIENT_TIMEOUT_S = 2
@@ -40,21 +38,15 @@ def worker_pids(master: int) -> set[int]:
 
 
 def request(port: int, method: str, path: str, body: bytes | None = None, content_type: str = "image/png"):
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    try:
-        headers = {"Content-Type": content_type} if body is not None else {}
-        connection.request(method, path, body=body, headers=headers)
-        response = connection.getresponse()
-        return response.status, json.loads(response.read())
-    finally:
-        connection.close()
+    return request_json(port, method, path, body, {"Content-Type": content_type} if body is not None else None)
 
 
 @pytest.fixture(scope="module")
 def gunicorn(tiny_model_path, tmp_path_factory):
     port = free_port()
     log = tmp_path_factory.mktemp("gunicorn") / "gunicorn.log"
-    with gunicorn_service(tiny_model_path, log, port, THREADS, DEADLINE_S, CLIENT_TIMEOUT_S=CLIENT_TIMEOUT_S) as process:
+    with gunicorn_service(tiny_model_path, log, port, THREADS, DEADLINE_S,
+                          CLIENT_TIMEOUT_S=CLIENT_TIMEOUT_S) as process:
         yield process, port
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from helpers import REPO, encode, face_like, free_port, gunicorn_service
+from helpers import request_json as request
 
 pytestmark = [pytest.mark.process, pytest.mark.slow]
 
@@ -38,16 +39,6 @@ def gunicorn_command(port: int, threads: int = 4) -> list[str]:
 def service_env(model: Path, **settings) -> dict:
     return {**os.environ, "MODEL_PATH": str(model), "TF_CPP_MIN_LOG_LEVEL": "3", "FACE_DETECTION": "0",
             **{key: str(value) for key, value in settings.items()}}
-
-
-def request(port: int, method: str, path: str, body: bytes | None = None, headers: dict | None = None):
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    try:
-        connection.request(method, path, body=body, headers=headers or {})
-        response = connection.getresponse()
-        return response.status, json.loads(response.read() or b"null")
-    finally:
-        connection.close()
 
 
 @pytest.fixture(scope="module")
@@ -142,8 +133,9 @@ def test_a_well_formed_chunked_upload_is_scored(gunicorn):
 @pytest.mark.parametrize("setting, value", [("MAX_BATCH_SIZE", "0"), ("INFERENCE_TIMEOUT_S", "nan"),
                                             ("ALLOWED_ORIGINS", "*"), ("CLIENT_TIMEOUT_S", "soon")])
 def test_gunicorn_with_a_bad_setting_stops_with_one_line_before_loading_the_model(tiny_model_path, setting, value):
-    result = subprocess.run(gunicorn_command(free_port()), cwd=REPO, env=service_env(tiny_model_path, **{setting: value}),
-                            capture_output=True, text=True, timeout=STARTUP_S)
+    env = service_env(tiny_model_path, **{setting: value})
+    result = subprocess.run(gunicorn_command(free_port()), cwd=REPO, env=env, capture_output=True, text=True,
+                            timeout=STARTUP_S)
     assert result.returncode == 1, result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1, result.stderr

@@ -22,8 +22,8 @@ import tensorflow as tf
 from helpers import TINY_SIZE, encode, face_like
 from server import StartupError, create_app
 from server.errors import BACKEND_MESSAGE
-from training.export_savedmodel import main as export_main
 from training.export_savedmodel import export_savedmodel
+from training.export_savedmodel import main as export_main
 
 MODEL_URL_PATH = "/v1/models/aiface"
 
