@@ -76,7 +76,6 @@ from __future__ import annotations
 import hashlib
 import io
 import math
-import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -328,7 +327,7 @@ def faces_from_output(output: np.ndarray, place: Placement, width: int, height: 
 
 
 class FaceFinder:
-    """The tiny face detector, its network in Keras on TensorFlow."""
+    """The tiny face detector, its network in Keras on TensorFlow; safe to call from several threads."""
 
     def __init__(self, weights: dict[str, np.ndarray] | None = None):
         import tensorflow as tf
@@ -339,7 +338,6 @@ class FaceFinder:
             input_signature=[tf.TensorSpec((None, INPUT_SIZE, INPUT_SIZE, 3), tf.float32)],
             autograph=False,
         )
-        self._lock = threading.Lock()
 
     def output(self, image: np.ndarray) -> np.ndarray:
         """The network's raw output for one detector input."""

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_faces import FACE, face_filling, scene, two_faces_scene
 
 from aiface.faces import Box, crop_box, decode, default_finder, iou, non_max_suppression
+from test_faces import FACE, face_filling, scene, two_faces_scene
 from training.convert_face_detector import reference_input
 
 pytestmark = pytest.mark.process  # node
@@ -124,8 +124,9 @@ def _request(tmp_path: Path, images: list[np.ndarray], inputs: dict | None = Non
 
 
 def test_faces_js_finds_the_boxes_the_service_finds(tmp_path):
-    from helpers import face_like
     from PIL import Image
+
+    from helpers import face_like
 
     large = np.asarray(Image.fromarray(two_faces_scene()).resize((1600, 1000), Image.BICUBIC))
     images = [scene(), two_faces_scene(), FACE, face_filling(), face_like(5, size=256), large]

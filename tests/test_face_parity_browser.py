@@ -18,8 +18,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import encode, face_like
 from PIL import Image
+
+from aiface.bundle import Bundle, Metadata, load_bundle, save_bundle
+from aiface.faces import Box, iou
+from aiface.preprocess import load_image
+from helpers import encode, face_like
+from server import create_app
 from test_extension_browser import (  # noqa: F401 (browser: a fixture)
     EXTENSION,
     SHARED_DATA,
@@ -29,11 +34,6 @@ from test_extension_browser import (  # noqa: F401 (browser: a fixture)
     drive,
 )
 from test_faces import face_filling, scene, two_faces_scene
-
-from aiface.bundle import Bundle, Metadata, load_bundle, save_bundle
-from aiface.faces import Box, iou
-from aiface.preprocess import load_image
-from server import create_app
 from training.export_tfjs import export_tfjs
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]

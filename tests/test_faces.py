@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import encode, face_like
 from PIL import Image
 
 from aiface import faces as faces_module
@@ -41,6 +40,7 @@ from aiface.faces import (
     placement,
 )
 from aiface.preprocess import to_model_input
+from helpers import encode, face_like
 from server import create_app
 
 FACE = np.asarray(Image.open(Path(__file__).parent / "data" / "astronaut_face.jpg").convert("RGB"))
@@ -112,6 +112,15 @@ def test_a_face_filling_the_frame_is_found_by_the_border_pass():
 
 def test_a_picture_without_a_face_has_none():
     assert default_finder().find(face_like(5, size=256)) == []
+
+
+def test_the_finder_answers_several_threads_at_once_as_it_answers_one():
+    from concurrent.futures import ThreadPoolExecutor
+
+    images = [scene(), two_faces_scene(), face_filling(), face_like(5, size=256)] * 2
+    alone = [default_finder().find(pixels) for pixels in images]
+    with ThreadPoolExecutor(4) as pool:
+        assert list(pool.map(default_finder().find, images)) == alone
 
 
 def test_the_image_is_fitted_into_the_detector_input_as_documented():
