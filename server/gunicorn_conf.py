@@ -12,10 +12,11 @@ request and fall silent take every thread of the worker, and gunicorn's
 therefore gets kernel receive and send timeouts (``SO_RCVTIMEO`` and
 ``SO_SNDTIMEO``, inherited from the listening socket by each accepted one):
 a client silent for ``CLIENT_TIMEOUT_S`` seconds (environment, default 10)
-loses its connection (a 400 when it stalled inside the body) and its thread
+loses its connection (a 408 when it stalled inside the body) and its thread
 is free again. A client that keeps sending a byte now and then is cut off at
-its request's deadline instead (``REQUEST_DEADLINE_S``, default 30 s, from
-when the worker takes the request up): the worker class,
+its request's deadline instead (from when the worker takes the request up:
+``HEADERS_DEADLINE_S``, default 10 s, for the headers, ``REQUEST_DEADLINE_S``,
+default 30 s, for the whole request): the worker class,
 server/gunicorn_worker.py, gives every read only the time left until then.
 
 Settings are checked in the master before any worker starts: a bad one
@@ -27,10 +28,11 @@ stops gunicorn with one line, ``Error: cannot start the detection service:
 from __future__ import annotations
 
 import ctypes
-import math
 import os
 import socket
 import struct
+
+from server.gunicorn_worker import seconds
 
 worker_class = "server.gunicorn_worker.DeadlineThreadWorker"  # gthread, with a deadline per request
 workers = int(os.environ.get("WEB_CONCURRENCY", "1"))
@@ -53,15 +55,7 @@ control_socket_disable = True
 
 
 def client_timeout_s() -> float:
-    text = os.environ.get("AIFACE_CLIENT_TIMEOUT_S", os.environ.get("CLIENT_TIMEOUT_S", "10"))
-    try:
-        seconds = float(text)
-    except ValueError:
-        seconds = math.nan
-    if not math.isfinite(seconds) or not 0.1 <= seconds <= 3600:
-        raise RuntimeError(f"cannot start the detection service: CLIENT_TIMEOUT_S is {text!r}; "
-                           f"it must be a number of seconds between 0.1 and 3600")
-    return seconds
+    return seconds("CLIENT_TIMEOUT_S", 10.0)
 
 
 # glibc's mallopt parameters (malloc.h).
@@ -94,6 +88,7 @@ def on_starting(server) -> None:
     from server import check_settings
 
     client_timeout_s()
+    seconds("HEADERS_DEADLINE_S", 10.0)
     problem = check_settings()
     if problem is not None:
         raise RuntimeError(problem)

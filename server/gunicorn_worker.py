@@ -4,9 +4,10 @@
 cut off, but such a timeout starts again with every byte: a client sending
 one byte every 8 s holds a thread for as long as it likes. Here each read
 of a connection (headers, body, the drain of an unread body) waits at most
-the time left until the request's deadline, ``REQUEST_DEADLINE_S`` after
-the worker took the request up, and at most ``CLIENT_TIMEOUT_S`` of
-silence; past the deadline the read fails, and the thread is free again.
+the time left until the request's deadline and at most ``CLIENT_TIMEOUT_S``
+of silence; past the deadline the read fails, and the thread is free again.
+The headers must have arrived ``HEADERS_DEADLINE_S`` (10 s) after the worker
+took the request up, the whole request ``REQUEST_DEADLINE_S`` (30 s) after.
 
 Use it with ``worker_class = "server.gunicorn_worker.DeadlineThreadWorker"``
 (the default in server/gunicorn_conf.py). Not used with TLS terminated in
@@ -16,6 +17,7 @@ in the reverse proxy (docs/reliability.md).
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 import time
@@ -31,22 +33,38 @@ class DeadlinePassed(NoMoreData, TimeoutError):
         return "request deadline passed"
 
 
-def setting(name: str, default: float) -> float:
-    """A number from the environment, under the AIFACE_ prefix or plain (as server/config.py reads them)."""
-    return float(os.environ.get("AIFACE_" + name, os.environ.get(name, default)))
+def seconds(name: str, default: float) -> float:
+    """A number of seconds from the environment, under the AIFACE_ prefix or plain (as server/config.py reads them).
+
+    Raises RuntimeError with one line when it is not between 0.1 and 3600.
+    """
+    text = os.environ.get("AIFACE_" + name, os.environ.get(name, str(default)))
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or not 0.1 <= value <= 3600:
+        raise RuntimeError(f"cannot start the detection service: {name} is {text!r}; "
+                           f"it must be a number of seconds between 0.1 and 3600")
+    return value
 
 
 class DeadlineSocket:
     """A connection's socket whose reads share one deadline per request; everything else is passed through."""
 
-    def __init__(self, sock: socket.socket, deadline_s: float, silence_s: float):
+    def __init__(self, sock: socket.socket, deadline_s: float, headers_s: float, silence_s: float):
         self._sock = sock
         self._deadline_s = deadline_s
+        self._headers_s = min(headers_s, deadline_s)
         self._silence_s = silence_s
-        self.deadline = time.monotonic() + deadline_s
+        self.start_request()
 
     def start_request(self) -> None:
-        self.deadline = time.monotonic() + self._deadline_s
+        self.started = time.monotonic()
+        self.deadline = self.started + self._headers_s
+
+    def headers_read(self) -> None:
+        self.deadline = self.started + self._deadline_s
 
     def recv(self, size: int, *flags) -> bytes:
         remaining = self.deadline - time.monotonic()
@@ -69,11 +87,17 @@ class DeadlineSocket:
 class DeadlineThreadWorker(ThreadWorker):
     def enqueue_req(self, conn):
         if not self.cfg.is_ssl and not isinstance(conn.sock, DeadlineSocket):
-            deadline_s, silence_s = setting("REQUEST_DEADLINE_S", 30.0), setting("CLIENT_TIMEOUT_S", 10.0)
-            conn.sock = DeadlineSocket(conn.sock, deadline_s, silence_s)
+            conn.sock = DeadlineSocket(conn.sock, seconds("REQUEST_DEADLINE_S", 30.0),
+                                       seconds("HEADERS_DEADLINE_S", 10.0), seconds("CLIENT_TIMEOUT_S", 10.0))
         return super().enqueue_req(conn)
 
     def handle(self, conn):
         if isinstance(conn.sock, DeadlineSocket):
             conn.sock.start_request()
         return super().handle(conn)
+
+    def handle_request(self, req, conn):
+        # gunicorn has parsed the headers; the body may take until the request's deadline.
+        if isinstance(conn.sock, DeadlineSocket):
+            conn.sock.headers_read()
+        return super().handle_request(req, conn)
