@@ -1,9 +1,10 @@
 """Fuzzing the image decoder and the HTTP API: a score or a clean 4xx, never a 5xx or a crash.
 
-Inputs are random bytes and real JPEG, PNG, WebP, GIF, BMP and TIFF files
-(made here, a few hundred bytes each) mutated by Hypothesis: bytes
-overwritten (often in the header), truncated, inserted, deleted and
-spliced. Schemathesis generates requests from ``/openapi.json`` and checks
+Inputs are random bytes and real JPEG, PNG, WebP, GIF, BMP, TIFF and AVIF
+files (made here, a few hundred bytes each; some with camera-like EXIF
+blocks), and files of formats the service refuses (DDS, ICO, TGA, PSD, EPS),
+mutated by Hypothesis: bytes overwritten (often in the header or the EXIF
+block), truncated, inserted, deleted and spliced. Schemathesis generates requests from ``/openapi.json`` and checks
 every answer against the document.
 
 The suite runs a few hundred inputs in total. The long run is the same file
