@@ -94,6 +94,16 @@ def test_large_image_boxes_are_in_the_full_images_pixels(app):
         assert 0 <= box["x"] < 6000 and box["x"] + box["width"] <= 6000
 
 
+@pytest.mark.slow  # encodes a large JPEG and explains its verdict
+def test_a_large_images_explanation_covers_a_region_of_the_full_image(app):
+    response = app.test_client().post("/v1/detect?explain=1", data=jpeg(6000, quality=40), content_type="image/jpeg")
+    assert response.status_code == 200, response.json
+    box = response.json["explanation"]["box"]
+    assert box["x"] + box["width"] <= 6000 and box["y"] + box["height"] <= 6000
+    if response.json["scored"] == "whole_image":
+        assert box == {"x": 0, "y": 0, "width": 6000, "height": 6000}
+
+
 def test_pixel_budget_lets_one_image_through_and_makes_the_next_wait_then_refuses():
     budget = PixelBudget(100)
     inside, release = threading.Event(), threading.Event()
