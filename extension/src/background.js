@@ -85,11 +85,14 @@ function serviceRefusal(settings) {
 async function checkImage(url, access, shown) {
   const settings = await loadSettings();
   const fetched = await fetchImage(url, access);
-  const { image, note: renderedNote, compared } = await asShown(fetched, await shown);
+  const maxPixels = settings.maxLocalMegapixels * 1e6;
+  // Scored while it is compared with the image as shown: they match, as a rule.
+  const [first, { image, note: renderedNote, compared }] = await Promise.all([
+    classifyLocally(fetched, maxPixels, false), shown.then((view) => asShown(fetched, view))]);
   const refusal = serviceRefusal(settings);
   const context = { canExplain: refusal === null, explainHint: explainHint(settings, refusal), note: renderedNote,
     compared };
-  const local = await classifyLocally(image, settings.maxLocalMegapixels * 1e6, false);
+  const local = image === fetched ? first : await classifyLocally(image, maxPixels, false);
   if (local.ok) {
     return verdictFrom(local.probability, local.threshold, 'local', { ...local, ...context });
   }
@@ -117,7 +120,7 @@ async function checkImage(url, access, shown) {
   if (local.code !== 'too_large') {
     throw new CheckError(local.code, `${local.message} ${why}`);
   }
-  const scaled = await classifyLocally(image, settings.maxLocalMegapixels * 1e6, true);
+  const scaled = await classifyLocally(image, maxPixels, true);
   if (!scaled.ok) {
     throw new CheckError(scaled.code, `${scaled.message} ${why}`);
   }
@@ -162,7 +165,7 @@ async function captureShown(tab, srcUrl) {
   }
   lastCapture = Date.now();
   const windowId = tab.windowId ?? (await chrome.tabs.get(tab.id)).windowId;
-  const dataUrl = await chrome.tabs.captureVisibleTab(windowId, { format: 'png' });
+  const dataUrl = await chrome.tabs.captureVisibleTab(windowId, { format: 'jpeg', quality: 92 });
   return { ...located, screenshot: dataUrl.slice(dataUrl.indexOf(',') + 1) };
 }
 
@@ -235,6 +238,11 @@ async function classifyLocally(blob, maxPixels, downscale) {
 let creatingOffscreen = null;
 
 async function ensureOffscreenDocument() {
+  // While it is being created it may be listed before it listens.
+  if (creatingOffscreen) {
+    await creatingOffscreen;
+    return;
+  }
   const contexts = await chrome.runtime.getContexts({
     contextTypes: ['OFFSCREEN_DOCUMENT'],
     documentUrls: [chrome.runtime.getURL(OFFSCREEN_PAGE)],

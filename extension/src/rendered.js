@@ -53,8 +53,8 @@ function difference(a, b, side, visible, mask) {
   return count >= 3 * MIN_SHARE * (side - 2 * margin) ** 2 ? total / count : null;
 }
 
-// image, mimeType: the fetched file (base64); screenshot: the tab's PNG
-// (base64); visible, source, natural, dpr, mask: from page.js locate().
+// image, mimeType: the fetched file (base64); screenshot: the tab's capture,
+// a JPEG (base64); visible, source, natural, dpr, mask: from page.js locate().
 // Answers {ok, match, difference} and, when they differ, the rendered
 // pixels of the image as a PNG (base64) with their size.
 export async function compareWithRendered({ image, mimeType, screenshot, visible, source, natural, dpr, mask }) {
@@ -64,7 +64,7 @@ export async function compareWithRendered({ image, mimeType, screenshot, visible
   } catch {
     return { ok: true, match: false, difference: null, ...(await renderedCrop(screenshot, visible, dpr)) };
   }
-  const shot = await createImageBitmap(new Blob([fromBase64(screenshot)], { type: 'image/png' }));
+  const shot = await createImageBitmap(new Blob([fromBase64(screenshot)], { type: 'image/jpeg' }));
   const region = [visible.left * dpr, visible.top * dpr, visible.width * dpr, visible.height * dpr];
   const sameSize = fetched.width === natural.width && fetched.height === natural.height;
   const smallest = Math.min(source.width, source.height, region[2], region[3]);
@@ -78,7 +78,7 @@ export async function compareWithRendered({ image, mimeType, screenshot, visible
 }
 
 async function renderedCrop(screenshot, visible, dpr) {
-  const shot = await createImageBitmap(new Blob([fromBase64(screenshot)], { type: 'image/png' }));
+  const shot = await createImageBitmap(new Blob([fromBase64(screenshot)], { type: 'image/jpeg' }));
   const width = Math.max(1, Math.round(visible.width * dpr));
   const height = Math.max(1, Math.round(visible.height * dpr));
   const canvas = new OffscreenCanvas(width, height);

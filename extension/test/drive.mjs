@@ -2,7 +2,7 @@
 // the context menu, and prints what each check showed on the page.
 //
 //   node test/drive.mjs '{"extensionDir", "chromium", "siteDir", "checks": [{"src", "settings"?, "explain"?}],
-//                         "modelDir"?, "server"?, "optionsForms"?}'
+//                         "modelDir"?, "server"?, "optionsForms"?, "pauseMs"?}'
 //
 // Serves siteDir on 127.0.0.1 with one page per check showing <img src=src>
 // (src: a file in siteDir, or a data: URL), right-clicks... almost: native
@@ -118,6 +118,8 @@ try {
     await page.goto(`${origin}/page/${index}`);
     const srcUrl = check.src.startsWith('data:') ? check.src : `${origin}/${check.src}`;
     const tabId = await activeTabId(worker);
+    // As a person clicks: not faster than Chrome lets the worker capture the tab (twice a second).
+    await new Promise((resolve) => setTimeout(resolve, options.pauseMs ?? 0));
     const started = Date.now();
     const verdict = await checkImage(worker, tabId, srcUrl, page.url());
     const roundTripMs = Date.now() - started;
