@@ -1,7 +1,7 @@
 // Service worker: the context-menu item, fetching the image, choosing where
 // it is checked (the offscreen document's TF.js, or the configured service),
 // and showing the verdict on the page (dist/page.js).
-import { toBase64 } from './bytes.js';
+import { fromBase64, toBase64 } from './bytes.js';
 import { errorMessage, ReplyError, validDetection } from './reply.js';
 import { loadSettings, originPattern, serverAllowed, serverUrlProblem } from './settings.js';
 import { describe } from './verdict.js';
@@ -179,9 +179,8 @@ async function asShown(fetched, shown) {
   if (!compared?.ok || compared.match) {
     return { image: fetched, note: null, compared: compared && { match: compared.match, difference: compared.difference } };
   }
-  const bytes = Uint8Array.from(atob(compared.rendered), (c) => c.charCodeAt(0));
   return {
-    image: new Blob([bytes], { type: 'image/png' }),
+    image: new Blob([fromBase64(compared.rendered)], { type: 'image/png' }),
     note: `The site sent the extension a different file from the image on the page, so the image as shown `
       + `(${compared.width}x${compared.height} pixels on screen) was checked.`,
     compared: { match: false, difference: compared.difference },
@@ -269,8 +268,7 @@ async function reencode(blob) {
   if (!encoded.ok) {
     throw new CheckError(encoded.code, encoded.message);
   }
-  const bytes = Uint8Array.from(atob(encoded.image), (c) => c.charCodeAt(0));
-  return new Blob([bytes], { type: encoded.mimeType });
+  return new Blob([fromBase64(encoded.image)], { type: encoded.mimeType });
 }
 
 // The service's answer to POST /v1/detect, validated (reply.js). Throws a
