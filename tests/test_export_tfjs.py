@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from training.export_tfjs import ExportError, check_wasm_compatible, main
@@ -67,3 +68,22 @@ def test_rank4_conv_bias_is_refused():
     }
     with pytest.raises(ExportError, match=r"bias of shape \[1, 1, 1, 8\]"):
         check_wasm_compatible(model_json)
+
+
+def test_mixed_quantization_puts_only_the_last_stage_kernels_in_one_byte():
+    from aiface.quiet import quiet_tensorflow
+
+    quiet_tensorflow()  # TF Decision Forests, which tensorflowjs imports, wants IPython without it
+    from tensorflowjs.quantization import map_layers_to_quantization_dtype
+
+    from training.export_tfjs import QUANTIZATIONS
+
+    prefix = "StatefulPartitionedCall/aiface_efficientnet_lite0_1/efficientnet_lite0_1/"
+    names = [
+        prefix + "conv_head_1/convolution/ReadVariableOp",
+        prefix + "blocks_15_project_conv_1/convolution/ReadVariableOp",
+        prefix + "blocks_10_project_conv_1/convolution/ReadVariableOp",  # a covariance tap's input
+        "StatefulPartitionedCall/aiface_efficientnet_lite0_1/logits_1/Cast/ReadVariableOp",
+    ]
+    dtypes = map_layers_to_quantization_dtype(names, QUANTIZATIONS["mixed"])
+    assert [np.dtype(dtypes[name]).name for name in names] == ["uint8", "uint8", "float16", "float16"]
