@@ -225,6 +225,7 @@ def profile(browser, tmp_path_factory):
         {"check": "post.jpg", "name": "plain_http"},
         # A site that serves the extension another file than the page shows.
         {"settings": local}, {"goto": "swap.html"}, {"check": "swapped.jpg", "name": "swapped"},
+        {"read": True, "name": "swapped_read"}, {"screenshot": "swapped.png"},
     ]
     output = drive_scenario(browser, site, steps, shotsDir=str(shots), viewport={"width": 1280, "height": 1000})
     named = {step["name"]: out for step, out in zip(steps, output["steps"]) if "name" in step}
@@ -367,6 +368,13 @@ def test_a_file_other_than_the_one_shown_is_caught_and_the_image_as_shown_checke
     assert swapped["compared"]["difference"] > 20
     assert "sent the extension a different file from the image on the page" in swapped["note"]
     assert (swapped["width"], swapped["height"]) == (256, 256), "the rendered pixels, not the 300 px file, were checked"
+    assert not swapped["canExplain"] and "would get the file the site sends" in swapped["explainHint"]
+    # Faces found in the rendered pixels are outlined where they are on the page.
+    (drawn,) = named["swapped_read"]["verdicts"]
+    image, face = drawn["image"], swapped["faces"][0]["box"]
+    assert swapped["scored"] == "faces" and len(drawn["faces"]) == 1
+    np.testing.assert_allclose([drawn["faces"][0]["left"] - image["left"], drawn["faces"][0]["top"] - image["top"]],
+                               [face["x"], face["y"]], atol=1)
 
 
 @pytest.mark.browser

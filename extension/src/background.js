@@ -92,6 +92,11 @@ async function checkImage(url, access, shown) {
   const refusal = serviceRefusal(settings);
   const context = { canExplain: refusal === null, explainHint: explainHint(settings, refusal), note: renderedNote,
     compared };
+  if (image !== fetched) {
+    // "Why?" fetches the file again: the service would explain the other file.
+    Object.assign(context, { canExplain: false, rendered: shownRendered(await shown),
+      explainHint: 'No explanation: the service would get the file the site sends the extension, not the image shown.' });
+  }
   const local = image === fetched ? first : await classifyLocally(image, maxPixels, false);
   if (local.ok) {
     return verdictFrom(local.probability, local.threshold, 'local', { ...local, ...context });
@@ -145,8 +150,9 @@ function verdictFrom(probability, threshold, where, result) {
     where, width: result.width, height: result.height, scored: result.scored ?? 'whole_image',
     faces: result.faces ?? [], explanation: result.explanation, canExplain: result.canExplain,
     explainHint: result.explainHint, service: result.service, note: result.note, timings: result.timings,
-    // Whether the fetched file was compared with the image as shown, and how far apart they were.
-    compared: result.compared ?? null,
+    // Whether the fetched file was compared with the image as shown, and how far apart they were;
+    // when the rendered pixels were checked instead, where they lie in the image's box.
+    compared: result.compared ?? null, rendered: result.rendered ?? null,
   };
 }
 
@@ -185,6 +191,11 @@ async function asShown(fetched, shown) {
       + `(${compared.width}x${compared.height} pixels on screen) was checked.`,
     compared: { match: false, difference: compared.difference },
   };
+}
+
+// How the rendered pixels lie in the image's box on the page.
+function shownRendered(shown) {
+  return { offsetX: shown.offset.x, offsetY: shown.offset.y, dpr: shown.dpr };
 }
 
 // Without the site's cookies or a referrer: the check must not act as the

@@ -252,15 +252,24 @@ class VerdictUi {
     this.card.append(...this.heading(words.label), ...lines, actions);
   }
 
-  // The image's box on the page and how its natural pixels map onto it.
+  // The image's box on the page, and how pixels of an image `size` that the
+  // page shows there (the verdict's, or the service's for an explanation)
+  // map onto it; rendered pixels (the tab's capture) map as they were drawn.
   placement() {
     if (!this.image?.isConnected) {
       return null;
     }
     const rect = docRect(this.image.getBoundingClientRect());
-    const width = this.verdict.width || this.image.naturalWidth;
-    const height = this.verdict.height || this.image.naturalHeight;
-    return width && height ? { rect, map: pixelMapping(this.image, width, height, rect) } : { rect, map: null };
+    const { rendered } = this.verdict;
+    const map = (size) => {
+      if (rendered) {
+        return { scaleX: 1 / rendered.dpr, scaleY: 1 / rendered.dpr, offsetX: rendered.offsetX, offsetY: rendered.offsetY };
+      }
+      const width = size?.width || this.image.naturalWidth;
+      const height = size?.height || this.image.naturalHeight;
+      return width && height ? pixelMapping(this.image, width, height, rect) : null;
+    };
+    return { rect, map };
   }
 
   toPage(box, map) {
@@ -289,15 +298,17 @@ class VerdictUi {
     const anchor = place?.rect ?? { left: scrollX + innerWidth - 12, top: scrollY + 12, width: 0, height: 0 };
     Object.assign(this.frame.style, { left: `${anchor.left}px`, top: `${anchor.top}px`, width: `${anchor.width}px`,
       height: `${anchor.height}px` });
-    if (place?.map) {
+    const faceMap = place?.map(this.verdict);
+    if (faceMap) {
       for (const { outline, box } of this.outlines ?? []) {
-        const at = this.toPage(box, place.map);
+        const at = this.toPage(box, faceMap);
         Object.assign(outline.style, { left: `${at.left}px`, top: `${at.top}px`, width: `${at.width}px`, height: `${at.height}px` });
       }
-      if (this.overlay) {
-        const at = this.toPage(this.overlayBox, place.map);
-        Object.assign(this.overlay.style, { left: `${at.left}px`, top: `${at.top}px`, width: `${at.width}px`, height: `${at.height}px` });
-      }
+    }
+    const overlayMap = this.overlay && place?.map(this.overlaySize);
+    if (overlayMap) {
+      const at = this.toPage(this.overlayBox, overlayMap);
+      Object.assign(this.overlay.style, { left: `${at.left}px`, top: `${at.top}px`, width: `${at.width}px`, height: `${at.height}px` });
     }
     stale.delete(this);
     const others = [...shown.values()].filter((ui) => ui !== this && !stale.has(ui)).flatMap((ui) => ui.parts());
@@ -374,6 +385,8 @@ class VerdictUi {
       return;
     }
     let explanation = this.verdict.explanation;
+    // The service's explanation is in the pixels of the image it got.
+    let size = { width: this.verdict.width, height: this.verdict.height };
     if (!explanation) {
       this.why.disabled = true;
       this.whyStatus.textContent = 'Asking your detection service…';
@@ -385,6 +398,7 @@ class VerdictUi {
         return;
       }
       explanation = reply.explanation;
+      size = { width: reply.width, height: reply.height };
       this.explainedBy = reply.note;
     }
     this.overlay = element('img', 'overlay');
@@ -392,6 +406,7 @@ class VerdictUi {
     this.overlay.alt = '';
     this.overlay.src = `data:image/png;base64,${explanation.png_base64}`;
     this.overlayBox = explanation.box;
+    this.overlaySize = size;
     this.frame.append(this.overlay);
     this.showCaption(true);
     this.layout();
@@ -454,6 +469,8 @@ async function locate(srcUrl) {
   }
   return {
     visible: { left, top, width: right - left, height: bottom - top },
+    // Where the visible part starts in the image's box (CSS px).
+    offset: { x: left - rect.left, y: top - rect.top },
     source: { x: (left - drawn.left) / map.scaleX, y: (top - drawn.top) / map.scaleY, width: (right - left) / map.scaleX,
       height: (bottom - top) / map.scaleY },
     natural,
