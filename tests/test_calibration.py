@@ -144,3 +144,20 @@ def test_calibrate_folds_and_records_in_metadata(tmp_path):
     # The network computes in float32: logits of tens carry errors of a few 1e-6 in P(fake).
     np.testing.assert_allclose(after.p_fake, sigmoid(before.logits / result.temperature), atol=1e-5)
     assert (after.p_fake[after.labels == 0] >= meta.threshold).mean() <= 0.1
+
+
+def test_recalibrate_writes_a_new_bundle_and_never_the_given_one(tiny_model_path, tiny_dataset, tmp_path, capsys):
+    from aiface.bundle import load_bundle
+    from training.recalibrate import main
+
+    original = tiny_model_path.read_bytes()
+    out = tmp_path / "new.keras"
+    assert main([str(tiny_model_path), str(tiny_dataset), "--out", str(out), "--target-fpr", "0.2"]) == 0
+    meta = load_bundle(out).metadata
+    assert meta.target_fpr == 0.2 and meta.metrics["calibration"]["max_source_fpr"] == 0.03
+    assert meta.metrics["calibration"]["false_positive_rate"] <= 0.2
+    assert tiny_model_path.read_bytes() == original
+    assert main([str(tiny_model_path), str(tiny_dataset), "--out", str(out)]) == 2
+    assert "pass --overwrite" in capsys.readouterr().err
+    assert main([str(tiny_model_path), str(tiny_dataset), "--out", str(tiny_model_path), "--overwrite"]) == 2
+    assert "the model itself" in capsys.readouterr().err
