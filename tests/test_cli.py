@@ -14,6 +14,7 @@ CLIS = [
     "training.export_savedmodel",
     "training.convert_efficientnet_lite0",
     "training.compare",
+    "training.recalibrate",
 ]
 
 # Runs a CLI as `python -m` would, then says which heavy modules it had loaded.

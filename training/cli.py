@@ -2,7 +2,7 @@
 
 Every CLI (``training.train``, ``training.evaluate``, ``training.export_tfjs``,
 ``training.export_savedmodel``, ``training.convert_efficientnet_lite0``,
-``training.compare``)
+``training.compare``, ``training.recalibrate``)
 parses its arguments before it imports TensorFlow or Keras, so ``--help`` and
 a mistyped option answer in well under a second instead of the 10-30 s
 TensorFlow takes to load. TensorFlow is then loaded, as late as possible
