@@ -330,6 +330,8 @@ def test_why_explains_an_image_checked_in_the_browser(profile):
     np.testing.assert_allclose([post["overlay"][k] for k in ("left", "top", "width", "height")],
                                [post["image"][k] for k in ("left", "top", "width", "height")], atol=0.5)
     assert "not a map of fake pixels" in post["text"] and "scored it 93.0 %" in post["text"]
+    assert "sent to your detection service only to explain it" in post["text"]
+    assert "the image did not leave this computer" not in post["text"]
     assert output["uploads"][0]["query"] == "?explain=1"
 
 

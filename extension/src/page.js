@@ -231,8 +231,9 @@ class VerdictUi {
       lines.push(element('p', 'small', 'No face found: the whole image was checked, which is less reliable '
         + 'when the face is small.'));
     }
-    lines.push(element('p', 'small', where === 'server' ? `Checked by your detection service (${this.verdict.service}).`
-      : 'Checked in this browser: the image did not leave this computer.'));
+    this.whereLine = element('p', 'small', where === 'server' ? `Checked by your detection service (${this.verdict.service}).`
+      : 'Checked in this browser: the image did not leave this computer.');
+    lines.push(this.whereLine);
     if (note) {
       lines.push(element('p', 'small', note));
     }
@@ -260,6 +261,9 @@ class VerdictUi {
       return null;
     }
     const rect = docRect(this.image.getBoundingClientRect());
+    if (rect.width === 0 || rect.height === 0) {
+      return null; // not displayed (hidden, a closed carousel): the verdict goes in a corner
+    }
     const { rendered } = this.verdict;
     const map = (size) => {
       if (rendered) {
@@ -399,6 +403,7 @@ class VerdictUi {
       }
       explanation = reply.explanation;
       size = { width: reply.width, height: reply.height };
+      this.whereLine.textContent = 'Checked in this browser; sent to your detection service only to explain it (Why?).';
       this.explainedBy = reply.note;
     }
     this.overlay = element('img', 'overlay');
