@@ -68,7 +68,9 @@ tighter (UTKFace 0.96, CIPLAB 1.0) or looser (LFW 0.49). We frame like the
 ``FACE_BELOW_CENTRE``. The tiny detector's boxes are wider and lower on the
 face than MTCNN's, so each is first mapped to the MTCNN box of the same face
 (``BOX_MAPPING``: medians over 80 ``test`` faces pasted into 1024 px scenes,
-both detectors run; ``benchmarks/face_boxes_js.py`` before this change).
+both detectors run; ``benchmarks/face_boxes_js.py`` before this change). Faces
+that fill the detector's input get relatively smaller boxes, so such images
+are cropped tighter than the training framing (docs/faces.md, "Left to do").
 """
 
 from __future__ import annotations
