@@ -56,7 +56,12 @@ One search, step by step (each runtime implements exactly this):
    ``x, y, width, height`` are each rounded (half to even, Python's
    ``round``), clipped to the image, and boxes whose longer side is under
    ``MIN_FACE_SIDE`` dropped;
-6. largest area first (ties: smaller y, then smaller x), at most ``MAX_FACES``.
+6. largest area first (ties: smaller y, then smaller x), at most ``MAX_FACES``;
+7. each face is scored on ``scored_box``: its ``crop_box``, unless that crop
+   overlaps the image's centred square by at least ``FILL_FRACTION`` of the
+   square's side both across and down, when the face already fills the
+   frame and the whole centred square (``whole_image_box``) is scored, as the
+   training images were, whole and at their own resolution.
 
 Margin: measured with MTCNN (this module's detector before) on 25 ``train``
 images per source, the face box's longer side is 0.71 of the image side on
@@ -69,8 +74,10 @@ tighter (UTKFace 0.96, CIPLAB 1.0) or looser (LFW 0.49). We frame like the
 face than MTCNN's, so each is first mapped to the MTCNN box of the same face
 (``BOX_MAPPING``: medians over 80 ``test`` faces pasted into 1024 px scenes,
 both detectors run; ``benchmarks/face_boxes_js.py`` before this change). Faces
-that fill the detector's input get relatively smaller boxes, so such images
-are cropped tighter than the training framing (docs/faces.md, "Left to do").
+that fill the detector's input get relatively smaller boxes, so their crops
+would be tighter than the training framing (about 0.8 of the frame, and
+upscaled): step 7 scores such images whole instead (docs/faces.md,
+"Face-filling images").
 """
 
 from __future__ import annotations
@@ -112,6 +119,12 @@ MIN_FACE_SIDE = 24
 MAX_FACES = 8
 FACE_FRACTION = 0.72
 FACE_BELOW_CENTRE = 0.04
+# A face whose crop would overlap the image's centred square by at least this
+# fraction of that square's side, across and down, is scored as the whole
+# centred square: the image is already framed like the training images (the
+# face fills the frame), and cropping would frame it tighter and resample it
+# (``scored_box``; measured in docs/faces.md, "Face-filling images").
+FILL_FRACTION = 0.65
 
 WEIGHTS_FILE = "tiny_face_detector.npz"
 WEIGHTS_SHA256 = "23bcaab67bb862070ec297ea685ee1582ce46932d6b6dee923ed9118e1ba4c55"
@@ -146,6 +159,7 @@ def face_config() -> dict:
         "max_faces": MAX_FACES,
         "face_fraction": FACE_FRACTION,
         "face_below_centre": FACE_BELOW_CENTRE,
+        "fill_fraction": FILL_FRACTION,
     }
 
 
@@ -381,6 +395,25 @@ def whole_image_box(width: int, height: int) -> Box:
     """The centred square that ``aiface.preprocess`` scores when there is no face."""
     side = min(width, height)
     return Box((width - side) // 2, (height - side) // 2, side, side)
+
+
+def fills_frame(box: Box, width: int, height: int) -> bool:
+    """Whether ``box`` overlaps the image's centred square by ``FILL_FRACTION`` of its side, across and down."""
+    whole = whole_image_box(width, height)
+    across = min(box.x + box.width, whole.x + whole.width) - max(box.x, whole.x)
+    down = min(box.y + box.height, whole.y + whole.height) - max(box.y, whole.y)
+    return min(across, down) >= FILL_FRACTION * whole.width
+
+
+def scored_box(face: Box, width: int, height: int) -> Box:
+    """The region scored for ``face``: its ``crop_box``, or the whole centred square when that crop fills the frame.
+
+    Applied to each face on its own: in a group photo the small faces are
+    cropped, and a face that fills the frame is scored as the frame, exactly
+    the pixels (and the framing) the model saw in training.
+    """
+    box = crop_box(face, width, height)
+    return whole_image_box(width, height) if fills_frame(box, width, height) else box
 
 
 def iou(a: Box, b: Box) -> float:

@@ -10,7 +10,7 @@ import numpy as np
 
 from aiface.bundle import Bundle, load_bundle
 from aiface.explain import GradCam, render_png
-from aiface.faces import Box, crop, crop_box, default_finder, whole_image_box
+from aiface.faces import Box, crop, default_finder, scored_box, whole_image_box
 from aiface.preprocess import ImageError, decoded_pixels, load_image, to_model_input
 from server.admission import PixelBudget
 from server.batcher import MicroBatcher
@@ -135,7 +135,8 @@ class Detector:
             return [(whole_image_box(width, height), None, to_model_input(pixels, self.size))]
         regions = []
         for face in faces:
-            box = crop_box(face.box, width, height)
+            # The face's crop, or the whole centred square when the face fills the frame (aiface.faces, step 7).
+            box = scored_box(face.box, width, height)
             regions.append((box, face.box, to_model_input(crop(pixels, box), self.size)))
         return regions
 

@@ -1,6 +1,7 @@
 """The extension's face finding, run in node, gives what aiface.faces gives.
 
-crop.js frames a face exactly as ``crop_box`` does; the converted graph model
+crop.js frames a face exactly as ``crop_box`` does, and chooses between the
+crop and the whole square exactly as ``scored_box``; the converted graph model
 (extension/faces/) gives the Keras port's output, and face-api's own TF.js
 forward pass gives it too; faces.js finds the boxes ``FaceFinder`` finds.
 """
@@ -15,7 +16,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from aiface.faces import Box, crop_box, decode, default_finder, iou, non_max_suppression
+from aiface.faces import (
+    FILL_FRACTION,
+    Box,
+    crop_box,
+    decode,
+    default_finder,
+    fills_frame,
+    iou,
+    non_max_suppression,
+    scored_box,
+    whole_image_box,
+)
 from test_faces import FACE, face_filling, scene, two_faces_scene
 from training.convert_face_detector import reference_input
 
@@ -25,13 +37,19 @@ EXTENSION = Path(__file__).resolve().parent.parent / "extension"
 CROP_JS = EXTENSION / "src" / "crop.js"
 # float32 sums in another order (TF on the CPU here, TF.js on WebAssembly in node).
 OUTPUT_TOLERANCE = 1e-4
-# Reads [[face, width, height], ...] as JSON from stdin, writes the crops.
+# Reads [[face, width, height], ...] as JSON from stdin, writes the crops, or
+# with "scored" as its argument [scoredBox, fillsFrame(cropBox), wholeImageBox] of each.
 DRIVER = """
-import { cropBox } from %r;
+import { cropBox, fillsFrame, scoredBox, wholeImageBox } from %r;
 const chunks = [];
 for await (const chunk of process.stdin) chunks.push(chunk);
 const cases = JSON.parse(Buffer.concat(chunks).toString());
-process.stdout.write(JSON.stringify(cases.map(([face, width, height]) => cropBox(face, width, height))));
+const scored = process.argv.includes('scored');
+const answer = ([face, width, height]) => (scored
+  ? [scoredBox(face, width, height), fillsFrame(cropBox(face, width, height), width, height),
+    wholeImageBox(width, height)]
+  : cropBox(face, width, height));
+process.stdout.write(JSON.stringify(cases.map(answer)));
 """
 
 
@@ -44,10 +62,10 @@ def _node() -> str:
     return node
 
 
-def js_crop_boxes(cases: list) -> list[dict]:
+def js_crop_boxes(cases: list, *args: str) -> list:
     node = _node()
     result = subprocess.run(
-        [node, "--input-type=module", "-e", DRIVER % CROP_JS.as_uri()],
+        [node, "--input-type=module", "-e", DRIVER % CROP_JS.as_uri(), "--", *args],
         input=json.dumps(cases), capture_output=True, text=True, check=True, timeout=60,
     )
     return json.loads(result.stdout)
@@ -67,6 +85,39 @@ def test_js_crop_box_matches_python_on_every_case():
               [{"x": 0, "y": 0, "width": 150, "height": 90}, 160, 100]]
     expected = [crop_box(Box(**face), width, height).to_json() for face, width, height in cases]
     assert js_crop_boxes(cases) == expected
+
+
+def test_js_scored_box_matches_python_on_every_case():
+    """The face-filling rule: the same choice and the same box, on random faces, many of them near the limit."""
+    rng = np.random.default_rng(11)
+    cases = []
+    for index in range(4000):
+        width, height = (int(v) for v in rng.integers(40, 1600, 2))
+        if index % 2:  # near the limit: a crop about FILL_FRACTION of the shorter side
+            side = max(1, round(rng.uniform(FILL_FRACTION - 0.08, FILL_FRACTION + 0.08) * 0.72 * min(width, height)))
+            w, h = int(rng.integers(max(1, side // 2), side + 1)), side
+            if rng.integers(2):
+                w, h = h, w
+            w, h = min(w, width), min(h, height)
+        else:
+            w, h = int(rng.integers(1, width + 1)), int(rng.integers(1, height + 1))
+        x, y = int(rng.integers(0, width - w + 1)), int(rng.integers(0, height - h + 1))
+        cases.append([{"x": x, "y": y, "width": w, "height": h}, width, height])
+    # A 256 px face-filling image (the whole square), the same face in a large scene (its crop), a
+    # panorama's end (its crop) and its middle (the centred square).
+    cases += [[{"x": 56, "y": 60, "width": 144, "height": 144}, 256, 256],
+              [{"x": 456, "y": 360, "width": 144, "height": 144}, 1024, 1024],
+              [{"x": 20, "y": 60, "width": 300, "height": 380}, 2000, 500],
+              [{"x": 850, "y": 60, "width": 300, "height": 380}, 2000, 500]]
+    expected = []
+    for face, width, height in cases:
+        box = Box(**face)
+        fills = fills_frame(crop_box(box, width, height), width, height)
+        expected.append([scored_box(box, width, height).to_json(), fills, whole_image_box(width, height).to_json()])
+    assert js_crop_boxes(cases, "scored") == expected
+    chosen = [fills for _, fills, _ in expected]
+    assert 0.2 * len(cases) < sum(chosen) < 0.8 * len(cases), "the cases should test both sides of the rule"
+    assert chosen[-4:] == [True, False, False, True]
 
 
 def run_node(script: str, *args: str) -> dict:

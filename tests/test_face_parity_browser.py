@@ -21,8 +21,8 @@ import pytest
 from PIL import Image
 
 from aiface.bundle import Bundle, Metadata, load_bundle, save_bundle
-from aiface.faces import Box, iou
-from aiface.preprocess import load_image
+from aiface.faces import Box, crop, crop_box, iou, scored_box, whole_image_box
+from aiface.preprocess import load_image, to_model_input
 from helpers import encode, face_like
 from server import create_app
 from test_extension_browser import (  # noqa: F401 (browser: a fixture)
@@ -71,7 +71,7 @@ def parity(browser, tmp_path_factory):  # noqa: F811
     for name, data in images.items():
         (site / name).write_bytes(data)
     output = drive(browser, site, [{"src": name, "settings": LOCAL} for name in images], modelDir=str(work / "model"))
-    return dict(zip(images, output["results"], strict=True)), served_by(work / "tiny.keras", images)
+    return dict(zip(images, output["results"], strict=True)), served_by(work / "tiny.keras", images), bundle
 
 
 def served_by(model: Path, images: dict[str, bytes]) -> dict[str, dict]:
@@ -105,7 +105,7 @@ NAMES = list(_images())
 
 @pytest.mark.parametrize("name", NAMES)
 def test_browser_finds_the_services_faces_and_gives_its_probability(parity, name):
-    browser_results, served = parity
+    browser_results, served, _ = parity
     assert_same_verdict(browser_results[name], served[name])
 
 
@@ -113,6 +113,23 @@ def test_the_images_cover_scenes_plain_faces_and_none(parity):
     counts = {name: len(result["faces"]) for name, result in parity[1].items()}
     assert counts == {"scene.png": 1, "scene.jpg": 1, "two_faces.png": 2, "large_two_faces.jpg": 2,
                       "astronaut_face.jpg": 1, "face_filling.png": 1, "no_face.png": 0}
+
+
+def test_a_face_filling_the_frame_is_scored_whole_in_both(parity):
+    """The face-filling rule (aiface.faces.scored_box) in both runtimes: the whole centred square, not the crop."""
+    browser_results, served, bundle = parity
+    pixels = face_filling()
+    height, width = pixels.shape[:2]
+    face = Box(**served["face_filling.png"]["faces"][0]["box"])
+    region = scored_box(face, width, height)
+    assert region == whole_image_box(width, height) != crop_box(face, width, height)
+    size = bundle.metadata.image_size
+    whole, cropped = bundle.predict_fake(np.stack([to_model_input(pixels, size),
+                                                   to_model_input(crop(pixels, crop_box(face, width, height)), size)]))
+    assert abs(whole - cropped) > 1e-3, "the tiny model should tell the two regions apart"
+    for probability in (served["face_filling.png"]["probability_fake"],
+                        browser_results["face_filling.png"]["verdict"]["probability"]):
+        assert probability == pytest.approx(whole, abs=1e-4)
 
 
 def _shipped_scenes() -> dict[str, bytes]:

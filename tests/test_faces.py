@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,7 @@ from aiface.faces import (
     ANCHORS,
     CELLS,
     FACE_FRACTION,
+    FILL_FRACTION,
     INPUT_SIZE,
     MIN_SCORE,
     Box,
@@ -35,9 +37,12 @@ from aiface.faces import (
     detector_input,
     face_config,
     faces_from_output,
+    fills_frame,
     iou,
     load_weights,
     placement,
+    scored_box,
+    whole_image_box,
 )
 from aiface.preprocess import to_model_input
 from helpers import encode, face_like
@@ -208,6 +213,37 @@ def test_crop_stays_inside_the_image():
     assert 0 <= too_big.x <= 100
 
 
+def test_a_face_filling_the_frame_is_scored_as_the_whole_square():
+    # The detector's box on a face-filling 256 px image is about 0.56 of the side: its crop, 0.78 of the frame.
+    face = Box(56, 60, 144, 144)
+    crop_region = crop_box(face, 256, 256)
+    assert crop_region.width == 200 and fills_frame(crop_region, 256, 256)
+    assert scored_box(face, 256, 256) == whole_image_box(256, 256) == Box(0, 0, 256, 256)
+    # Not square: the centred square, as aiface.preprocess scores it.
+    assert scored_box(Box(40, 90, 160, 170), 256, 320) == Box(0, 32, 256, 256)
+
+
+def test_a_face_in_a_big_scene_is_cropped_as_before():
+    face = Box(300, 200, 100, 130)
+    assert scored_box(face, 1000, 800) == crop_box(face, 1000, 800)
+    assert not fills_frame(crop_box(face, 1000, 800), 1000, 800)
+
+
+def test_the_fill_rule_is_on_the_overlap_with_the_centred_square():
+    side = 1000
+    at_limit = math.ceil(FILL_FRACTION * side)
+    assert fills_frame(Box(0, 0, at_limit, at_limit), side, side)
+    assert not fills_frame(Box(0, 0, at_limit - 1, at_limit), side, side)
+    # A panorama whose face fills its height at one end: the crop lies outside the centred square, kept.
+    face = Box(20, 60, 300, 380)
+    crop_region = crop_box(face, 2000, 500)
+    assert crop_region.width == 500 and not fills_frame(crop_region, 2000, 500)
+    assert scored_box(face, 2000, 500) == crop_region
+    # The same face in the middle of the panorama: the crop is the centred square.
+    centred = Box(850, 60, 300, 380)
+    assert scored_box(centred, 2000, 500) == whole_image_box(2000, 500) == Box(750, 0, 500, 500)
+
+
 # --- the API ----------------------------------------------------------------
 
 
@@ -222,6 +258,19 @@ def test_faces_are_scored_and_the_verdict_is_their_score(client, tiny_model_path
     assert face["probability_fake"] == pytest.approx(expected, abs=1e-6)
     assert body["probability_fake"] == face["probability_fake"]
     assert body["image"] == {"width": 640, "height": 480}
+
+
+def test_a_face_filling_image_is_scored_whole_with_its_face_reported(client, tiny_model_path):
+    pixels = face_filling()
+    body = detect(client, pixels, "?explain=1").json
+    assert body["scored"] == "faces" and len(body["faces"]) == 1
+    face = box_of(body["faces"][0]["box"])
+    whole = whole_image_box(256, 320)
+    assert fills_frame(crop_box(face, 256, 320), 256, 320) and face != whole
+    # The face box is the detector's; the scored region, and its explanation, the whole centred square.
+    assert box_of(body["explanation"]["box"]) == whole
+    expected = load_bundle(tiny_model_path).predict_fake(to_model_input(pixels, 32)[None])[0]
+    assert body["probability_fake"] == body["faces"][0]["probability_fake"] == pytest.approx(expected, abs=1e-6)
 
 
 def test_no_face_says_so_and_scores_the_whole_image(client, tiny_model_path):

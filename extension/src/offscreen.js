@@ -5,7 +5,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { loadGraphModel } from '@tensorflow/tfjs-converter';
 import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
 import { fromBase64, toBase64 } from './bytes.js';
-import { cropBox, cropRgba } from './crop.js';
+import { cropRgba, scoredBox } from './crop.js';
 import { compareWithRendered } from './rendered.js';
 import { findFaces, loadFaceDetector } from './faces.js';
 import { MIN_SIDE, rgbaToRgb, toModelInput } from './preprocess.js';
@@ -130,11 +130,12 @@ async function classify({ image, mimeType, maxPixels, downscale }) {
   // (faces.js), so that both find the same boxes.
   const found = await findFaces(rgbaToRgb(rgba, width, height), width, height);
   const foundAt = performance.now();
-  // As the server: each face's crop is scored, the verdict is the highest
-  // (one generated face makes the image fake); no face, the whole image.
+  // As the server: each face's crop is scored (the whole centred square when
+  // the face fills the frame), the verdict is the highest (one generated
+  // face makes the image fake); no face, the whole image.
   const inputs = found.length > 0
     ? found.map(({ box }) => {
-      const crop = cropBox(box, width, height);
+      const crop = scoredBox(box, width, height);
       return toModelInput(cropRgba(rgba, width, crop), crop.width, crop.height, size);
     })
     : [toModelInput(rgba, width, height, size)];
