@@ -5,26 +5,32 @@ shrinks or enlarges each face-centred image to ``--face-fraction`` of a
 ``--frame`` px square scene at a random place on a background (synthetic
 gradients, textures and stripes; scikit-image's public-domain photos coffee,
 rocket and chelsea too when scikit-image is installed), and scores every
-scene the two ways the service can (``server/detector.py``, through its
+scene, and the original images as they are (the training framing), the
+three ways the service can (``server/detector.py``, through its
 micro-batcher):
 
-- whole image: ``FACE_DETECTION=0``, the scene's centred square downscaled;
-- face crops: ``FACE_DETECTION=1``, as shipped (the whole image when no face is found);
+- whole image: ``FACE_DETECTION=0``, the centred square downscaled;
+- face crops: ``FACE_DETECTION=1`` with every face cropped (``FILL_FRACTION``
+  set to infinity: the service before the face-filling rule);
+- rule: ``FACE_DETECTION=1`` as shipped, where a face whose crop fills the
+  frame is scored as the whole centred square (``aiface.faces.scored_box``).
 
-beside the original images as they are (the training framing: the ceiling).
 Prints accuracy, balanced accuracy and ROC AUC at the model's threshold, how
-often a face was found, and how often the face found was the pasted one.
+often a face was found, filled the frame, and was the pasted one; then the
+rule at other ``FILL_FRACTION`` values, worked out from the same runs.
 
-    .venv/bin/python benchmarks/face_crop_gain.py server/model/aiface.keras DATA_DIR
+    .venv/bin/python benchmarks/face_crop_gain.py server/model/aiface.keras DATA_DIR [--face-fraction 0.25 0.7]
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import math
 import os
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -32,8 +38,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np
 from PIL import Image
 
+from aiface import faces as faces_module
 from aiface.bundle import load_bundle
-from aiface.faces import Box
+from aiface.faces import Box, crop_box
 from aiface.preprocess import ImageError, load_image
 from server.config import DEFAULTS
 from server.detector import Detector
@@ -112,6 +119,66 @@ def inside(point_x: float, point_y: float, box: Box) -> bool:
     return box.x <= point_x < box.x + box.width and box.y <= point_y < box.y + box.height
 
 
+@contextmanager
+def fill_fraction(value: float):
+    """aiface.faces.FILL_FRACTION set to ``value`` meanwhile (math.inf: every face cropped, as before the rule)."""
+    kept = faces_module.FILL_FRACTION
+    faces_module.FILL_FRACTION = value
+    try:
+        yield
+    finally:
+        faces_module.FILL_FRACTION = kept
+
+
+def rule_score(detection, whole_score: float, limit: float) -> tuple[float, bool]:
+    """The verdict the rule at ``limit`` gives, from an every-face-cropped detection and the whole square's score.
+
+    A face whose crop fills the frame scores the whole square (``aiface.faces.scored_box``), the others
+    keep their crop's score; the verdict is the highest. Returns it and whether any face filled the frame.
+    """
+    if not detection.faces:
+        return whole_score, False
+    with fill_fraction(limit):
+        fills = [faces_module.fills_frame(crop_box(face.box, detection.width, detection.height),
+                                          detection.width, detection.height) for face in detection.faces]
+    scores = [whole_score if fill else face.probability_fake for face, fill in zip(detection.faces, fills, strict=True)]
+    return max(scores), any(fills)
+
+
+def score_set(name: str, images: list[bytes], whole: Detector, faces: Detector, scores: dict, sweep: dict,
+              counts: dict) -> None:
+    """Scores ``images`` whole, every face cropped, and with the face-filling rule as shipped."""
+    rows = {f"{name}, whole image": [], f"{name}, face crops": [], f"{name}, rule": []}
+    for first in range(0, len(images), CHUNK):
+        chunk = images[first : first + CHUNK]
+        whole_scores = [d.probability_fake for d in whole.detect_many(chunk)]
+        with fill_fraction(math.inf):
+            cropped = faces.detect_many(chunk)
+        ruled = faces.detect_many(chunk)
+        rows[f"{name}, whole image"] += whole_scores
+        rows[f"{name}, face crops"] += [d.probability_fake for d in cropped]
+        rows[f"{name}, rule"] += [d.probability_fake for d in ruled]
+        for detection, score, shipped in zip(cropped, whole_scores, ruled, strict=True):
+            counts[name]["found"] += detection.scored == "faces"
+            counts[name]["filled"] += rule_score(detection, score, faces_module.FILL_FRACTION)[1]
+            # The rule worked out from the two runs is what the service gives (same pixels, same model).
+            assert abs(rule_score(detection, score, faces_module.FILL_FRACTION)[0] - shipped.probability_fake) < 1e-5
+            for limit in SWEEP:
+                sweep[name][limit].append(rule_score(detection, score, limit)[0])
+    scores.update(rows)
+
+
+SWEEP = (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, math.inf)
+
+
+def _row(name: str, labels: np.ndarray, values, threshold: float) -> str:
+    values = np.asarray(values)
+    calls = values >= threshold
+    return (f"{name:<30}{metrics.accuracy(labels, values, threshold):>10.4f}"
+            f"{metrics.balanced_accuracy(labels, values, threshold):>10.4f}{metrics.roc_auc(labels, values):>9.4f}"
+            f"{np.mean(~calls[labels == 0]):>9.3f}{np.mean(calls[labels == 1]):>9.3f}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("model", type=Path)
@@ -119,7 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", default="test")
     parser.add_argument("--per-class", type=int, default=150)
     parser.add_argument("--frame", type=int, default=1024, help="scene side in pixels")
-    parser.add_argument("--face-fraction", type=float, default=0.25, help="face image side / scene side")
+    parser.add_argument("--face-fraction", type=float, nargs="+", default=[0.25],
+                        help="face image side / scene side; several values, one set of scenes each")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
@@ -130,10 +198,10 @@ def main(argv: list[str] | None = None) -> int:
     faces = Detector(bundle, {**base, "FACE_DETECTION": True})
     makers = backgrounds(args.frame)
     names = list(makers)
-    face_side = round(args.face_fraction * args.frame)
     rng = np.random.default_rng(args.seed)
 
-    labels, originals, scenes, where, skipped = [], [], [], [], 0
+    labels, originals, skipped = [], [], 0
+    scenes = {fraction: ([], []) for fraction in args.face_fraction}  # fraction -> (encoded scenes, where)
     for index, example in enumerate(sample(args.data_dir, args.split, args.per_class, args.seed)):
         try:
             pixels = load_image(example.path).pixels
@@ -142,43 +210,51 @@ def main(argv: list[str] | None = None) -> int:
             continue
         labels.append(example.label)
         originals.append(example.path.read_bytes())
-        pixels_in_scene, box = scene(pixels, makers[names[index % len(names)]](rng), face_side, rng)
-        scenes.append(encode(pixels_in_scene))
-        where.append(box)
+        for fraction, (encoded, where) in scenes.items():
+            background = makers[names[index % len(names)]](rng)
+            pixels_in_scene, box = scene(pixels, background, round(fraction * args.frame), rng)
+            encoded.append(encode(pixels_in_scene))
+            where.append(box)
 
     start = time.perf_counter()
-    scores = {"original image": [], "scene, whole image": [], "scene, face crops": []}
-    found = right = wrong = 0
-    found_by_class = [0, 0]
-    for first in range(0, len(labels), CHUNK):
-        chunk = slice(first, first + CHUNK)
-        scores["original image"] += [d.probability_fake for d in whole.detect_many(originals[chunk])]
-        scores["scene, whole image"] += [d.probability_fake for d in whole.detect_many(scenes[chunk])]
-        for detection, box, label in zip(faces.detect_many(scenes[chunk]), where[chunk], labels[chunk]):
-            scores["scene, face crops"].append(detection.probability_fake)
-            if detection.scored == "faces":
-                found += 1
-                found_by_class[label] += 1
+    scores: dict[str, list[float]] = {}
+    sets = ["original"] + [f"scene {fraction:g}" for fraction in args.face_fraction]
+    sweep = {name: {limit: [] for limit in SWEEP} for name in sets}
+    counts = {name: {"found": 0, "filled": 0} for name in sets}
+    score_set("original", originals, whole, faces, scores, sweep, counts)
+    placed = {}
+    for fraction, (encoded, where) in scenes.items():
+        name = f"scene {fraction:g}"
+        score_set(name, encoded, whole, faces, scores, sweep, counts)
+        right = wrong = 0
+        for detection, box in zip(faces.detect_many(encoded), where, strict=True):
             hits = [inside(f.box.x + f.box.width / 2, f.box.y + f.box.height / 2, box) for f in detection.faces]
             right += any(hits)
             wrong += hits.count(False)
+        placed[name] = (right, wrong)
     elapsed = time.perf_counter() - start
 
     labels = np.asarray(labels)
     reals, fakes = int((labels == 0).sum()), int((labels == 1).sum())
-    print(f"model {args.model} ({bundle.metadata.backbone}, {bundle.metadata.image_size} px, threshold {threshold:.3f}); "
-          f"{args.data_dir} split {args.split}: {reals} real, {fakes} fake ({skipped} unreadable), seed {args.seed}")
-    print(f"scenes: {args.frame} px square, face image {face_side} px ({args.face_fraction:.0%} of the side) at a random "
-          f"place; backgrounds in turn: {', '.join(names)}; {elapsed:.1f} s")
-    print(f"face found in {found}/{len(labels)} scenes (real {found_by_class[0]}/{reals}, fake {found_by_class[1]}/{fakes}); "
-          f"the pasted face among them in {right}; {wrong} faces found elsewhere")
-    print(f"{'scoring':<22}{'accuracy':>10}{'balanced':>10}{'ROC AUC':>9}{'real ok':>9}{'fake ok':>9}")
+    meta = bundle.metadata
+    print(f"model {args.model} ({meta.name} {meta.version}, {meta.backbone}, {meta.image_size} px, threshold "
+          f"{threshold:.3f}); {args.data_dir} split {args.split}: {reals} real, {fakes} fake ({skipped} unreadable), "
+          f"seed {args.seed}; FILL_FRACTION {faces_module.FILL_FRACTION:g}")
+    print(f"scenes: {args.frame} px square, face image {', '.join(f'{f:.0%}' for f in args.face_fraction)} of the side "
+          f"at a random place; backgrounds in turn: {', '.join(names)}; {elapsed:.1f} s")
+    for name in sets:
+        extra = (f"; the pasted face among them in {placed[name][0]}, {placed[name][1]} faces found elsewhere"
+                 if name in placed else "")
+        print(f"{name}: face found in {counts[name]['found']}/{len(labels)}, a face filling the frame (scored whole "
+              f"by the rule) in {counts[name]['filled']}{extra}")
+    print(f"{'scoring':<30}{'accuracy':>10}{'balanced':>10}{'ROC AUC':>9}{'real ok':>9}{'fake ok':>9}")
     for name, values in scores.items():
-        values = np.asarray(values)
-        calls = values >= threshold
-        print(f"{name:<22}{metrics.accuracy(labels, values, threshold):>10.4f}"
-              f"{metrics.balanced_accuracy(labels, values, threshold):>10.4f}{metrics.roc_auc(labels, values):>9.4f}"
-              f"{np.mean(~calls[labels == 0]):>9.3f}{np.mean(calls[labels == 1]):>9.3f}")
+        print(_row(name, labels, values, threshold))
+    print("the rule at other FILL_FRACTION values (inf: every face cropped), from the same runs:")
+    print(f"{'set, FILL_FRACTION':<30}{'accuracy':>10}{'balanced':>10}{'ROC AUC':>9}{'real ok':>9}{'fake ok':>9}")
+    for name in sets:
+        for limit, values in sweep[name].items():
+            print(_row(f"{name}, {limit:g}", labels, values, threshold))
     return 0
 
 
