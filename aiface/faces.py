@@ -124,7 +124,7 @@ FACE_BELOW_CENTRE = 0.04
 # centred square: the image is already framed like the training images (the
 # face fills the frame), and cropping would frame it tighter and resample it
 # (``scored_box``; measured in docs/faces.md, "Face-filling images").
-FILL_FRACTION = 0.65
+FILL_FRACTION = 0.7
 
 WEIGHTS_FILE = "tiny_face_detector.npz"
 WEIGHTS_SHA256 = "23bcaab67bb862070ec297ea685ee1582ce46932d6b6dee923ed9118e1ba4c55"
