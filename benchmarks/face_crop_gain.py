@@ -17,7 +17,8 @@ micro-batcher):
 
 Prints accuracy, balanced accuracy and ROC AUC at the model's threshold, how
 often a face was found, filled the frame, and was the pasted one; then the
-rule at other ``FILL_FRACTION`` values, worked out from the same runs.
+rule at other ``FILL_FRACTION`` values, worked out from the same runs (with
+how many images had a face scored whole).
 
     .venv/bin/python benchmarks/face_crop_gain.py server/model/aiface.keras DATA_DIR [--face-fraction 0.25 0.7]
 """
@@ -164,7 +165,7 @@ def score_set(name: str, images: list[bytes], whole: Detector, faces: Detector, 
             # The rule worked out from the two runs is what the service gives (same pixels, same model).
             assert abs(rule_score(detection, score, faces_module.FILL_FRACTION)[0] - shipped.probability_fake) < 1e-5
             for limit in SWEEP:
-                sweep[name][limit].append(rule_score(detection, score, limit)[0])
+                sweep[name][limit].append(rule_score(detection, score, limit))
     scores.update(rows)
 
 
@@ -251,10 +252,12 @@ def main(argv: list[str] | None = None) -> int:
     for name, values in scores.items():
         print(_row(name, labels, values, threshold))
     print("the rule at other FILL_FRACTION values (inf: every face cropped), from the same runs:")
-    print(f"{'set, FILL_FRACTION':<30}{'accuracy':>10}{'balanced':>10}{'ROC AUC':>9}{'real ok':>9}{'fake ok':>9}")
+    print(f"{'set, FILL_FRACTION':<30}{'accuracy':>10}{'balanced':>10}{'ROC AUC':>9}{'real ok':>9}{'fake ok':>9}"
+          f"{'whole':>7}")
     for name in sets:
-        for limit, values in sweep[name].items():
-            print(_row(f"{name}, {limit:g}", labels, values, threshold))
+        for limit, ruled in sweep[name].items():
+            print(_row(f"{name}, {limit:g}", labels, [value for value, _ in ruled], threshold)
+                  + f"{sum(filled for _, filled in ruled):>7}")
     return 0
 
 
