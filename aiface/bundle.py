@@ -63,7 +63,7 @@ class Metadata:
         return data
 
     @classmethod
-    def from_json(cls, data: dict) -> "Metadata":
+    def from_json(cls, data: dict) -> Metadata:
         known = {key: data[key] for key in cls.__dataclass_fields__ if key in data}
         known["class_names"] = tuple(known.get("class_names", CLASS_NAMES))
         return cls(**known)

@@ -106,7 +106,7 @@ class GradCam:
             gradients = tape.gradient(evidence, maps)
             finest = maps[0].shape[1:3]
             total = 0.0
-            for feature, gradient in zip(maps, gradients):
+            for feature, gradient in zip(maps, gradients, strict=True):
                 weights = tf.reduce_mean(gradient, axis=(1, 2), keepdims=True)
                 term = tf.reduce_sum(weights * feature, axis=-1, keepdims=True)
                 total += tf.image.resize(term, finest, method="bilinear") if term.shape[1:3] != finest else term

@@ -65,8 +65,8 @@ def pick_images(data: Path, count: int, site: Path, side: int) -> list[str]:
             else:
                 shutil.copyfile(source, site / names[-1])
         return names
-    from PIL import Image
     import numpy as np
+    from PIL import Image
 
     rng = np.random.default_rng(0)
     for index in range(count):
@@ -81,7 +81,9 @@ def kib(paths) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model-dir", default=str(EXTENSION / "model"), help="converted model to load instead of extension/model")
+    parser.add_argument(
+        "--model-dir", default=str(EXTENSION / "model"), help="converted model to load instead of extension/model"
+    )
     parser.add_argument("--images", type=int, default=20)
     parser.add_argument("--side", type=int, default=256, help="resize each image to this square (0: original size)")
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
@@ -109,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     first, warm = results[0], results[1:]
     print(f"model {metadata['name']} {metadata['version']} ({metadata['backbone']}, {metadata['image_size']} px, "
           f"{metadata['quantization']}); {len(results)} images"
-          f" ({f'{args.side} px squares' if args.side else 'original sizes'}), {first['verdict']['timings']['backend']} backend")
+          f" ({f'{args.side} px squares' if args.side else 'original sizes'}),"
+          f" {first['verdict']['timings']['backend']} backend")
     print(f"{'stage (ms)':<22}{'first call':>11}{'warm median':>13}{'warm p90':>10}")
     for stage in (*STAGES, "roundTripMs"):
         values = sorted(r["roundTripMs"] if stage == "roundTripMs" else r["verdict"]["timings"][stage] for r in warm)
@@ -122,13 +125,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"model download: {download:.0f} KiB (model.json + weights + metadata.json)")
     # The face detector ships in dist/faces (copied at build) or faces/ (committed), depending on the version.
     faces = [path for folder in (dist / "faces", EXTENSION / "faces") if folder.is_dir() for path in folder.rglob("*")]
-    print(f"bundle: {kib(dist.glob('*.js')):.0f} KiB of JavaScript + {kib((dist / 'wasm').iterdir()):.0f} KiB of WebAssembly"
+    print(f"bundle: {kib(dist.glob('*.js')):.0f} KiB of JavaScript"
+          f" + {kib((dist / 'wasm').iterdir()):.0f} KiB of WebAssembly"
           f" + {kib(faces):.0f} KiB of face detector")
     warm_median = statistics.median(r["roundTripMs"] for r in warm)
     for what, value, target, unit in (("warm click to verdict (median)", warm_median, TARGETS["warm_ms"], "ms"),
                                       ("first check", first["roundTripMs"], TARGETS["first_ms"], "ms"),
                                       ("model download", download, TARGETS["download_kib"], "KiB")):
-        print(f"target {what}: {value:.0f} {unit} against at most {target} {unit}: {'met' if value <= target else 'NOT met'}")
+        verdict = "met" if value <= target else "NOT met"
+        print(f"target {what}: {value:.0f} {unit} against at most {target} {unit}: {verdict}")
     scored = [r["verdict"]["scored"] for r in results]
     print(f"faces found in {scored.count('faces')} of {len(scored)} images (the others scored whole)")
     return 0

@@ -39,8 +39,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 def build_default_model(folder: Path) -> Path:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    from training.backbones import build_model
     from aiface.bundle import Bundle, Metadata, save_bundle
+    from training.backbones import build_model
 
     model = build_model("efficientnet_lite0", 224)
     metadata = Metadata(backbone="efficientnet_lite0", image_size=224, name="bench", version="0")
@@ -147,7 +147,9 @@ def drive(port: int, image: bytes, clients: int, seconds: float, max_requests: i
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", type=Path, help="a saved bundle (default: EfficientNet-Lite0 224 px, random weights)")
+    parser.add_argument(
+        "--model", type=Path, help="a saved bundle (default: EfficientNet-Lite0 224 px, random weights)"
+    )
     parser.add_argument("--seconds", type=float, default=5.0, help="per configuration")
     parser.add_argument("--max-requests", type=int, default=1000, help="per configuration")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8])

@@ -86,7 +86,7 @@ def backgrounds(side: int) -> dict[str, callable]:
         return makers
     for name in ("coffee", "rocket", "chelsea"):
         photo = Image.fromarray(getattr(data, name)()).resize((side, side), Image.LANCZOS)
-        makers[name] = lambda rng, photo=np.asarray(photo): photo
+        makers[name] = lambda rng, photo=np.asarray(photo): photo  # noqa: B008 (binds this loop's photo)
     return makers
 
 

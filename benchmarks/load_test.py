@@ -29,7 +29,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from bench_server import build_default_model, free_port, run_clients, test_image, wait_healthy
 
 REPO = Path(__file__).resolve().parents[1]
@@ -77,7 +76,8 @@ def drive(port: int, image: bytes, clients: int, seconds: float | None = None, r
     stop_at = time.monotonic() + seconds if seconds else float("inf")
 
     def done() -> bool:
-        return time.monotonic() >= stop_at or (requests is not None and len(ok) + len(refused) + len(errors) >= requests)
+        answered = len(ok) + len(refused) + len(errors)
+        return time.monotonic() >= stop_at or (requests is not None and answered >= requests)
 
     def client() -> None:
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)

@@ -15,8 +15,8 @@ from __future__ import annotations
 import collections
 import threading
 import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -64,7 +64,7 @@ class MicroBatcher:
                 raise QueueFull(
                     f"{waiting} images are already waiting for the model (at most {self._max_queue}); retry shortly"
                 )
-            self._waiting.extend(zip(model_inputs, futures))
+            self._waiting.extend(zip(model_inputs, futures, strict=True))
             self._ready.notify()
         return futures
 
@@ -115,5 +115,5 @@ class MicroBatcher:
                 for future in futures:
                     future.set_exception(error)
                 continue
-            for future, probability in zip(futures, probabilities):
+            for future, probability in zip(futures, probabilities, strict=True):
                 future.set_result(float(probability))

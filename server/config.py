@@ -11,8 +11,8 @@ from __future__ import annotations
 import math
 import os
 import re
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Callable, Mapping
 
 ENV_PREFIX = "AIFACE_"
 

@@ -88,7 +88,7 @@ class Detector:
             self._forward(np.zeros((1, self.size, self.size, 3), np.float32))
 
     @classmethod
-    def from_config(cls, config: dict) -> "Detector":
+    def from_config(cls, config: dict) -> Detector:
         if config["MODEL_BACKEND"] == "tfserving":
             return cls(None, config, TFServing(config["TFSERVING_URL"], config["TFSERVING_TIMEOUT_S"]))
         return cls(load_bundle(config["MODEL_PATH"]), config)
@@ -166,7 +166,9 @@ class Detector:
             height=size[1],
             elapsed_ms=elapsed_ms,
             faces=tuple(
-                ScoredFace(_scaled(f, scale, size), p) for (_, f, _), p in zip(regions, scores) if f is not None
+                ScoredFace(_scaled(f, scale, size), p)
+                for (_, f, _), p in zip(regions, scores, strict=True)
+                if f is not None
             ),
             scored="whole_image" if face is None else "faces",
             region=_scaled(region, scale, size),

@@ -26,7 +26,8 @@ def data_with_fair_pairs(tiny_dataset, tmp_path_factory):
 
 def test_two_models_side_by_side(tiny_model_path, data_with_fair_pairs, tmp_path):
     out = tmp_path / "cmp"
-    assert main([str(tiny_model_path), str(tiny_model_path), "--data", str(data_with_fair_pairs), "--out", str(out)]) == 0
+    argv = [str(tiny_model_path), str(tiny_model_path), "--data", str(data_with_fair_pairs), "--out", str(out)]
+    assert main(argv) == 0
     report = json.loads((out / "compare.json").read_text())
     assert len(report["models"]) == 2  # one column each, even with one name and version
     model = next(iter(report["models"].values()))
@@ -39,8 +40,10 @@ def test_two_models_side_by_side(tiny_model_path, data_with_fair_pairs, tmp_path
 
 
 def _scores(p_fake, labels, sources):
-    return Scores([Example(Path(f"{i}.png"), label, source) for i, (label, source) in enumerate(zip(labels, sources))],
-                  np.asarray(p_fake, float), np.zeros(len(labels)))
+    examples = [
+        Example(Path(f"{i}.png"), label, source) for i, (label, source) in enumerate(zip(labels, sources, strict=True))
+    ]
+    return Scores(examples, np.asarray(p_fake, float), np.zeros(len(labels)))
 
 
 def test_audit_and_per_source_false_positives_by_hand():

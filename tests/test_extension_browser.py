@@ -18,15 +18,15 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-from helpers import encode, face_like
-from test_faces import EXPECTED_FACE, iou, scene
 from werkzeug.serving import make_server
 
 from aiface.bundle import Bundle, Metadata, load_bundle, save_bundle
 from aiface.faces import Box, crop, crop_box
 from aiface.preprocess import preprocess, to_model_input
 from aiface.verdict import percent
+from helpers import encode, face_like
 from server import create_app
+from test_faces import EXPECTED_FACE, iou, scene
 from training.backbones import build_model
 from training.export_tfjs import export_tfjs
 from training.layout import list_split
@@ -145,7 +145,7 @@ def tiny_run(browser, tmp_path_factory):
     expected = bundle.model.predict(np.stack([preprocess(png, size) for png in faces]), verbose=0)[:, 1]
     names = ["face0", "face1", "data_url", "missing", "not_image", "small", "large_local_only", "large_server",
              "scene", "scene_server"]
-    results = dict(zip(names, output["results"]))
+    results = dict(zip(names, output["results"], strict=True))
     # The same pixels the browser scored: the crop its face box gives.
     pixels = scene()
     face_box = Box(**results["scene"]["faceBox"])
@@ -199,7 +199,12 @@ def test_server_explanation_is_overlaid_on_the_image_and_toggles(tiny_run):
     assert (natural["width"], natural["height"]) == (640, 480) and image["width"] == 200
     np.testing.assert_allclose(
         [shown["overlay"][key] for key in ("left", "top", "width", "height")],
-        [image["left"] + box["x"] * scale, image["top"] + box["y"] * scale, box["width"] * scale, box["height"] * scale],
+        [
+            image["left"] + box["x"] * scale,
+            image["top"] + box["y"] * scale,
+            box["width"] * scale,
+            box["height"] * scale,
+        ],
         atol=0.5,
     )
     card = shown["card"]
@@ -237,7 +242,7 @@ def test_large_image_stays_local_in_local_only_mode(tiny_run):
 
 
 def test_large_image_goes_to_the_server_when_allowed(tiny_run):
-    result, site = tiny_run[0]["large_server"], tiny_run[2]
+    result = tiny_run[0]["large_server"]
     assert len(result["uploads"]) == 1
     assert result["verdict"]["where"] == "server"
     assert float(result["attribute"]) == 0.25
@@ -276,12 +281,16 @@ def test_options_page_shows_threshold_and_saves_settings(tiny_run):
     page = tiny_run[3]
     assert "tiny-browser" in page["model"] and "calls a face AI-generated from a score of 40.0 %" in page["model"]
     refused, saved, plain_http, too_few_megapixels, loopback = page["saved"]
-    assert refused["status"] == "Not saved. The server URL must start with https:// (or http:// for a service on this machine)."
+    assert refused["status"] == (
+        "Not saved. The server URL must start with https:// (or http:// for a service on this machine)."
+    )
     assert refused["stored"]["serverUrl"] != "ftp://example.test"  # left as the last check stored it
     assert saved["status"] == "Saved."
     assert saved["stored"] == {"localOnly": True, "serverUrl": "https://example.test:5000", "maxLocalMegapixels": 8}
     # A value refused is never stored: what was saved before stays.
-    assert plain_http["status"].startswith("Not saved. The server URL must use https:// unless the service runs on this")
+    assert plain_http["status"].startswith(
+        "Not saved. The server URL must use https:// unless the service runs on this"
+    )
     assert too_few_megapixels["status"] == ('Not saved. The largest image checked in the browser must be a number of '
                                             'megapixels from 0.1 to 80; "0.05" was not saved.')
     assert plain_http["stored"] == too_few_megapixels["stored"] == saved["stored"]

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import encode, face_like
 
 from aiface import verdict as rule
+from helpers import encode, face_like
 
 # node, Chromium and the built extension, as the other browser tests use them.
 from test_extension_browser import browser  # noqa: F401  (a fixture)
@@ -57,7 +57,7 @@ def test_js_and_python_give_the_same_verdict_and_words_on_a_grid():
     )
     js = json.loads(result.stdout)
     python = [rule.describe(p, t) for p, t in points]
-    mismatches = [(point, a, b) for point, a, b in zip(points, js, python) if a != b]
+    mismatches = [(point, a, b) for point, a, b in zip(points, js, python, strict=True) if a != b]
     assert not mismatches, mismatches[:3]
     assert {d["code"] for d in python} == {rule.LIKELY_AI, rule.INCONCLUSIVE, rule.NO_SIGN}
 
@@ -154,12 +154,12 @@ def explanation_answer(width: int, height: int) -> dict:
     return {"probability_fake": 0.93, "label": "fake", "verdict": "likely_ai", "threshold": 0.88,
             "model": {"name": "m", "version": "1", "backbone": "tiny"}, "elapsed_ms": 3.0,
             "image": {"width": width, "height": height}, "faces": [], "scored": "whole_image",
-            "explanation": {"png_base64": base64.b64encode(encode(heat)).decode(), "box": {"x": 0, "y": 0, "width": width,
-                                                                                            "height": height},
+            "explanation": {"png_base64": base64.b64encode(encode(heat)).decode(),
+                            "box": {"x": 0, "y": 0, "width": width, "height": height},
                             "width": 32, "height": 32}}
 
 
-def drive_scenario(browser, site: Path, steps: list[dict], **options) -> dict:
+def drive_scenario(browser, site: Path, steps: list[dict], **options) -> dict:  # noqa: F811 (the fixture's value)
     node, chromium = browser
     request = {"extensionDir": str(EXTENSION), "chromium": chromium, "siteDir": str(site), "steps": steps, **options}
     result = subprocess.run([node, str(EXTENSION / "test" / "scenario.mjs"), json.dumps(request)],
@@ -173,10 +173,11 @@ def shipped_threshold() -> float:
 
 
 @pytest.fixture(scope="module")
-def profile(browser, tmp_path_factory):
+def profile(browser, tmp_path_factory):  # noqa: F811 (the fixture imported above)
     """One scenario on the profile page with the shipped model: every image checked, two cards opened, then the
     service's parts. Named steps' outputs, and each image's first verdict."""
     from PIL import Image
+
     from test_faces import scene
 
     site = tmp_path_factory.mktemp("profile")
@@ -188,7 +189,9 @@ def profile(browser, tmp_path_factory):
     post = np.asarray(Image.open(ROOT / "tests" / "data" / "astronaut_face.jpg").convert("RGB").resize((192, 192)))
     (site / "post.jpg").write_bytes(exif_jpeg(post))
     (site / "gallery.png").write_bytes(encode(scene()))
-    (site / "swap.html").write_text('<!doctype html><p>Profile photo:</p><img src="swapped.jpg" width="256" height="256">')
+    (site / "swap.html").write_text(
+        '<!doctype html><p>Profile photo:</p><img src="swapped.jpg" width="256" height="256">'
+    )
     (site / "swapped.jpg").write_bytes((site / "avatar.jpg").read_bytes())
     (site / "fetched-swapped.jpg").write_bytes(encode(face_like(7, size=300), "JPEG", quality=90))
     local = {"localOnly": True, "serverUrl": "", "maxLocalMegapixels": 16}
@@ -199,7 +202,8 @@ def profile(browser, tmp_path_factory):
         {"read": True, "name": "badges"}, {"screenshot": "profile-badges.png"},
         {"click": "badge", "src": "avatar.jpg"}, {"click": "badge", "src": "friend2.png"},
         {"read": True, "name": "cards"}, {"screenshot": "profile-cards.png"},
-        {"evaluate": "[...document.querySelectorAll('[data-ai-face-verdict]')].map((host) => ({ shadowRoot: host.shadowRoot,"
+        {"evaluate": "[...document.querySelectorAll('[data-ai-face-verdict]')].map((host) => ({"
+                     " shadowRoot: host.shadowRoot,"
                      " text: host.textContent, probability: host.getAttribute('data-ai-face-verdict') }))",
          "name": "seen_by_page"},
         # The service unreachable: an image too large for the browser's limit is checked there anyway, scaled down.
@@ -212,7 +216,8 @@ def profile(browser, tmp_path_factory):
         # Too large for the browser: to the service, whose reply is checked before it is shown.
         {"settings": {**service_on, "maxLocalMegapixels": 0.01}},
         {"check": "post.jpg", "name": "on_service"},
-        {"service": {**explanation_answer(192, 192), "probability_fake": 1.7}}, {"check": "post.jpg", "name": "bad_number"},
+        {"service": {**explanation_answer(192, 192), "probability_fake": 1.7}},
+        {"check": "post.jpg", "name": "bad_number"},
         {"service": {**explanation_answer(192, 192), "faces": [{"box": {"x": 0, "y": 0, "width": 500, "height": 9},
                                                                 "probability_fake": 0.5}], "scored": "faces"}},
         {"check": "post.jpg", "name": "bad_box"},
@@ -228,9 +233,9 @@ def profile(browser, tmp_path_factory):
         {"read": True, "name": "swapped_read"}, {"screenshot": "swapped.png"},
     ]
     output = drive_scenario(browser, site, steps, shotsDir=str(shots), viewport={"width": 1280, "height": 1000})
-    named = {step["name"]: out for step, out in zip(steps, output["steps"]) if "name" in step}
+    named = {step["name"]: out for step, out in zip(steps, output["steps"], strict=True) if "name" in step}
     named["checks"] = {}
-    for step, out in zip(steps, output["steps"]):
+    for step, out in zip(steps, output["steps"], strict=True):
         if "check" in step:
             named["checks"].setdefault(step["check"], out["verdict"])
     return named, output, site, shots
@@ -296,7 +301,7 @@ def test_scored_faces_are_outlined(profile):
     assert verdict["scored"] == "faces" and len(gallery["faces"]) == len(verdict["faces"]) >= 1
     image = gallery["image"]
     scale = image["width"] / verdict["width"]
-    for outline, face in zip(gallery["faces"], verdict["faces"]):
+    for outline, face in zip(gallery["faces"], verdict["faces"], strict=True):
         box = face["box"]
         np.testing.assert_allclose([outline["left"] - image["left"], outline["top"] - image["top"], outline["width"]],
                                    [box["x"] * scale, box["y"] * scale, box["width"] * scale], atol=1)
@@ -396,7 +401,8 @@ def test_the_services_reply_is_checked_before_it_is_shown(profile):
     named = profile[0]
     good = named["on_service"]["verdict"]
     assert good["where"] == "server" and good["probability"] == 0.93 and good["words"]["code"] == "likely_ai"
-    reasons = {"bad_number": "probability_fake is not a number from 0 to 1", "bad_box": "face 0 is not a box inside the image",
+    reasons = {"bad_number": "probability_fake is not a number from 0 to 1",
+               "bad_box": "face 0 is not a box inside the image",
                "bad_png": "explanation.png_base64 is not a base64 PNG"}
     for name, reason in reasons.items():
         verdict = named[name]["verdict"]

@@ -38,7 +38,7 @@ def test_folded_model_matches_original(backbone):
     expected = base_of(model)(model.get_layer("normalize")(inputs))
     actual = base_of(folded)(folded.get_layer("normalize")(inputs))
     assert len(expected) == len(actual) >= 2
-    for folded_map, original_map in zip(actual, expected):
+    for folded_map, original_map in zip(actual, expected, strict=True):
         np.testing.assert_allclose(folded_map.numpy(), original_map.numpy(), rtol=1e-4, atol=1e-5)
     assert verify_folded(model, folded) <= 1e-5
 

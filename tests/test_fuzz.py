@@ -8,7 +8,7 @@ block), truncated, inserted, deleted and spliced. Schemathesis generates request
 every answer against the document.
 
 The suite runs a few hundred inputs in total. The long run is the same file
-with more examples per test and a random seed (README, "Reliability and scaling"):
+with more examples per test and a random seed (docs/reliability.md):
 
     AIFACE_FUZZ_EXAMPLES=2000 .venv/bin/python -m pytest tests/test_fuzz.py --hypothesis-show-statistics
 """
@@ -44,7 +44,7 @@ FUZZ = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture],
 )
 IMAGE_CODES = {"not_image", "corrupt", "too_large", "too_small"}
-# Inputs tried per test, printed at the end: the long run's count for the README.
+# Inputs tried per test, printed at the end: the long run's count for docs/reliability.md.
 INPUTS: collections.Counter = collections.Counter()
 # Small enough that a mutated header claiming a huge image is refused before decoding.
 MAX_PIXELS = 4_000_000
@@ -141,7 +141,8 @@ def mutated(draw) -> bytes:
                             st.integers(hot, min(len(data), hot + 128) - 1)))
         edit = draw(st.sampled_from(["overwrite", "truncate", "insert", "delete", "splice"]))
         if edit == "overwrite":
-            value = draw(st.binary(min_size=1, max_size=4) | st.sampled_from([b"\x00", b"\xff", b"\x7f", b"\x80", b"\xff\xff"]))
+            special = st.sampled_from([b"\x00", b"\xff", b"\x7f", b"\x80", b"\xff\xff"])
+            value = draw(st.binary(min_size=1, max_size=4) | special)
             data[at : at + len(value)] = value
         elif edit == "truncate":
             del data[at:]

@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import encode, face_like
 from aiface.preprocess import (
     ImageError,
     center_square,
@@ -14,6 +13,7 @@ from aiface.preprocess import (
     resize,
     to_model_input,
 )
+from helpers import encode, face_like
 
 
 @pytest.fixture

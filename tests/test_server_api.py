@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import encode, face_like
 from aiface.bundle import metadata_path
 from aiface.preprocess import composite_on_white
 from aiface.verdict import verdict
+from helpers import encode, face_like
 from server import create_app
 from server.detector import InferenceTimeout
 
@@ -233,7 +233,10 @@ def test_batch_scores_in_order_and_isolates_a_bad_image(client):
     results = response.json["results"]
     assert len(results) == 3
     assert results[0]["probability_fake"] == pytest.approx(probability(client, first), abs=1e-6)
-    assert results[1] == {"error": {"code": "not_image", "message": "not an image in a format we can read"}, "status": 400}
+    assert results[1] == {
+        "error": {"code": "not_image", "message": "not an image in a format we can read"},
+        "status": 400,
+    }
     assert results[2]["probability_fake"] == pytest.approx(probability(client, second), abs=1e-6)
 
 

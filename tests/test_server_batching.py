@@ -7,8 +7,8 @@ import threading
 import numpy as np
 import pytest
 
-from helpers import HeldModel, encode, face_like
 from aiface.preprocess import to_model_input
+from helpers import HeldModel, encode, face_like
 from server import create_app
 from server.batcher import MicroBatcher
 

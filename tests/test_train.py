@@ -7,14 +7,12 @@ import numpy as np
 import pytest
 
 from aiface.bundle import load_bundle
+from helpers import face_like
 from training import backbones
 from training.augment import AugmentConfig, degrade, random_crop
 from training.data import SkipLog, make_training_dataset, sampling_weights
-from training.layout import Example
-from training.layout import list_split
+from training.layout import Example, list_split
 from training.train import main
-
-from helpers import face_like
 
 # Every test here trains or builds a model.
 pytestmark = pytest.mark.slow
@@ -74,7 +72,8 @@ def test_unreadable_files_are_skipped_and_named(tmp_path, tiny_dataset, capsys):
     code, out = run(tmp_path, data, "--epochs", "1")
     assert code == 0
     assert "broken_0001.jpg" in capsys.readouterr().err
-    assert any("broken_0001.jpg" in name for name in load_bundle(out / "model.keras").metadata.training["skipped_files"])
+    skipped = load_bundle(out / "model.keras").metadata.training["skipped_files"]
+    assert any("broken_0001.jpg" in name for name in skipped)
 
 
 @pytest.mark.parametrize(
@@ -128,12 +127,14 @@ def test_finetuning_keeps_batchnorm_statistics_fixed(tiny_dataset):
     model.fit(data, epochs=1, steps_per_epoch=3, verbose=0)
     conv = backbones.base_of(model).get_layer("conv0")
     assert conv.trainable and not bn.trainable
-    for old, new in zip(before, bn.get_weights()):
+    for old, new in zip(before, bn.get_weights(), strict=True):
         assert np.array_equal(old, new)
 
 
 def examples_of(counts: dict[tuple[str, int], int]) -> list[Example]:
-    return [Example(f"{source}_{label}_{i}.jpg", label, source) for (source, label), n in counts.items() for i in range(n)]
+    return [
+        Example(f"{source}_{label}_{i}.jpg", label, source) for (source, label), n in counts.items() for i in range(n)
+    ]
 
 
 def test_sampling_gives_the_fair_pairs_their_share_with_classes_equal():

@@ -20,16 +20,16 @@ validating on full frames with the same weights).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import keras
 from keras import layers
 
+from aiface.layers import CovariancePooling, MeanStdPooling, RGBToBGR
 from training.efficientnet_lite import LAST_CONV_LAYER as LITE0_LAST_CONV
 from training.efficientnet_lite import efficientnet_lite0
-from aiface.layers import CovariancePooling, MeanStdPooling, RGBToBGR
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 LITE0_IMAGENET = WEIGHTS_DIR / "efficientnet_lite0_imagenet.weights.h5"

@@ -119,8 +119,16 @@ def rows(model: dict) -> list[tuple[str, str, str]]:
             ]
     out += [
         ("laundered balanced accuracy (all)", _fmt(model["laundered"]["balanced_accuracy"]), "higher"),
-        ("audit: only fakes laundered (accuracy points)", _fmt(model["audit"]["fakes_laundered_points"], signed=True), "nearer 0"),
-        ("audit: only reals laundered (accuracy points)", _fmt(model["audit"]["reals_laundered_points"], signed=True), "nearer 0"),
+        (
+            "audit: only fakes laundered (accuracy points)",
+            _fmt(model["audit"]["fakes_laundered_points"], signed=True),
+            "nearer 0",
+        ),
+        (
+            "audit: only reals laundered (accuracy points)",
+            _fmt(model["audit"]["reals_laundered_points"], signed=True),
+            "nearer 0",
+        ),
         ("ECE (all)", _fmt(model["all"]["ece"]), "lower"),
         ("reals called fake (all)", _fmt(model["all"]["false_positive_rate"], percent=True), "lower"),
         ("reals called fake, worst real source", _fmt(model["worst_real_source_fpr"], percent=True), "lower"),

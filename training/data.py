@@ -19,7 +19,7 @@ import itertools
 import sys
 import threading
 from collections import defaultdict
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import tensorflow as tf

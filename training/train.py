@@ -55,14 +55,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m training.train", description=__doc__.split("\n\n")[0])
     parser.add_argument("data_dir", help="folder in the 140k layout ({train,valid,test}/{real,fake})")
     parser.add_argument("--out", required=True, help="run folder for checkpoints and the final model")
-    parser.add_argument("--backbone", default="efficientnet_lite0", choices=cli.BACKBONES, help="the convolutional base")
+    parser.add_argument("--backbone", default="efficientnet_lite0", choices=cli.BACKBONES, help="the base network")
     parser.add_argument("--head", default="second_order", choices=cli.HEADS, help="how the base's features are pooled")
     parser.add_argument("--image-size", type=positive_int, default=256, help="the size the model scores images at")
     parser.add_argument("--crop-size", type=positive_int, default=224, help="the size of the random training crops")
     parser.add_argument("--epochs", type=positive_int, default=12, help="total epochs, head phase included")
-    parser.add_argument("--head-epochs", type=int, default=1, help="epochs with the base frozen (none when training from scratch)")
+    parser.add_argument(
+        "--head-epochs", type=int, default=1, help="epochs with the base frozen (none when training from scratch)"
+    )
     parser.add_argument("--steps-per-epoch", type=positive_int, default=100, help="batches an epoch")
-    parser.add_argument("--patience", type=positive_int, default=4, help="epochs without a better fair-pair AUC before stopping")
+    parser.add_argument(
+        "--patience", type=positive_int, default=4, help="epochs without a better fair-pair AUC before stopping"
+    )
     parser.add_argument("--batch-size", type=positive_int, default=32)
     parser.add_argument("--lr", type=float, default=1e-3, help="learning rate of the head phase")
     parser.add_argument("--fine-tune-lr", type=float, default=1e-4)
@@ -73,7 +77,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="'imagenet', 'none', or a base weights file; 'auto' is the committed ImageNet "
         "weights for efficientnet_lite0 and none otherwise ('imagenet' for resnet50 downloads)",
     )
-    parser.add_argument("--no-augment", dest="augment", action="store_false", help="no degradations (crops and flips stay)")
+    parser.add_argument(
+        "--no-augment", dest="augment", action="store_false", help="no degradations (crops and flips stay)"
+    )
     parser.add_argument("--degrade-prob", type=probability, default=0.3, help="chance that a training draw is degraded")
     parser.add_argument(
         "--fair-source",
@@ -81,9 +87,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="a source whose real and fake images share one pipeline (repeatable; default: "
         + ", ".join(cli.FAIR_SOURCES) + "); they fill --fair-share of every batch and select the best epoch",
     )
-    parser.add_argument("--fair-share", type=probability, default=0.5, help="share of every batch drawn from the fair sources")
+    parser.add_argument(
+        "--fair-share", type=probability, default=0.5, help="share of every batch drawn from the fair sources"
+    )
     parser.add_argument("--exclude-source", action="append", default=[], help="leave a source out of train and valid")
-    parser.add_argument("--target-fpr", type=float, default=0.01, help="false-positive rate on real faces for the threshold")
+    parser.add_argument(
+        "--target-fpr", type=float, default=0.01, help="false-positive rate on real faces for the threshold"
+    )
     parser.add_argument(
         "--max-source-fpr", type=probability, default=0.03,
         help="the threshold also calls at most this share of any one source's real faces in valid fake",
@@ -276,7 +286,9 @@ def train(args: argparse.Namespace) -> Path:
         f"training {args.backbone} ({args.head} head) on {args.crop_size} px crops of {len(train_examples)} images "
         f"scored at {args.image_size} px, {args.steps_per_epoch} batches of {args.batch_size} an epoch, "
         f"{strategy.num_replicas_in_sync} replica(s); draws by source and class: "
-        + ", ".join(f"{source}/{backbones.CLASS_NAMES[label]} {w:.3f}" for (source, label), w in sorted(weights.items())),
+        + ", ".join(
+            f"{source}/{backbones.CLASS_NAMES[label]} {w:.3f}" for (source, label), w in sorted(weights.items())
+        ),
         file=sys.stderr,
     )
     print(f"selecting epochs on {len(fair_valid)} valid images of {', '.join(sorted({e.source for e in fair_valid}))}",
@@ -341,7 +353,9 @@ def train(args: argparse.Namespace) -> Path:
             "epochs": json.loads((out / STATE).read_text())["epoch"] if (out / STATE).is_file() else 0,
             "best_epoch": selection.best,
             "train_images": len(train_examples),
-            "sampling_weights": {f"{source}/{backbones.CLASS_NAMES[label]}": w for (source, label), w in sorted(weights.items())},
+            "sampling_weights": {
+                f"{source}/{backbones.CLASS_NAMES[label]}": w for (source, label), w in sorted(weights.items())
+            },
             "sources_csv_sha256": sources_digest(args.data_dir),
             "skipped_files": sorted(skips.skipped),
         },
