@@ -16,7 +16,7 @@ import keras
 import numpy as np
 import pytest
 
-from training.backbones import LITE0_IMAGENET, BackboneError, build_model, verify_sha256
+from training.backbones import LITE0_IMAGENET, BackboneError, base_of, build_model, verify_sha256
 
 REFERENCE = Path(__file__).parent / "data" / "efficientnet_lite0_reference.npz"
 CAT_CLASSES = {281, 282, 285}  # tabby, tiger cat, Egyptian cat
@@ -29,8 +29,11 @@ def reference():
 
 @pytest.fixture(scope="module")
 def features_model():
-    model = build_model("efficientnet_lite0", 224, weights="imagenet")
-    return keras.Model(model.input, model.get_layer("pool").output)
+    # The average-pooled head's base: one output, the last block, as the reference pooled it.
+    model = build_model("efficientnet_lite0", 224, weights="imagenet", head="average")
+    inputs = keras.Input((224, 224, 3))
+    features = base_of(model)(model.get_layer("normalize")(inputs), training=False)
+    return keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(features))
 
 
 def test_committed_file_matches_its_checksum():
