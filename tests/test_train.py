@@ -96,6 +96,7 @@ def test_bad_options_fail_with_one_clear_line(tmp_path, tiny_dataset, capsys, ex
         (("--fair-share", "nan"), "expected a number in [0, 1]"),
         (("--steps-per-epoch", "0"), "expected a positive integer"),
         (("--head", "max"), "invalid choice: 'max'"),
+        (("--resume-lr", "1e-5"), "--resume-lr needs --resume"),
         (("--backbone", "vgg"), "invalid choice: 'vgg'"),
     ],
 )
@@ -232,3 +233,15 @@ def test_from_scratch_batchnorm_learns_its_statistics(trained):
     bn = backbones.base_of(load_bundle(trained / "model.keras").model).get_layer("bn0")
     moving_mean = bn.get_weights()[2]
     assert np.abs(moving_mean).max() > 1e-3
+
+
+def test_resume_at_a_lower_rate_continues_from_the_best_weights(tmp_path, tiny_dataset, capsys):
+    code, out = run(tmp_path, tiny_dataset, "--epochs", "2", "--head-epochs", "1")
+    assert code == 0
+    best = json.loads((out / "state.json").read_text())["best"]
+    code, _ = run(tmp_path, tiny_dataset, "--epochs", "3", "--resume", "--resume-lr", "1e-5", "--patience", "5")
+    assert code == 0
+    assert f"continuing from the best epoch's weights ({best})" in capsys.readouterr().err
+    rows = (out / "history.csv").read_text().strip().splitlines()
+    header, last = rows[0].split(","), rows[-1].split(",")
+    assert len(rows) == 4 and float(last[header.index("learning_rate")]) == pytest.approx(1e-5)

@@ -67,6 +67,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--patience", type=positive_int, default=4, help="epochs without a better fair-pair AUC before stopping"
     )
+    parser.add_argument(
+        "--plateau-patience", type=positive_int, default=2,
+        help="epochs without a better fair-pair AUC before the learning rate is cut to 0.3x",
+    )
+    parser.add_argument(
+        "--resume-lr", type=float,
+        help="with --resume: continue from the best epoch's weights at this learning rate "
+        "(e.g. a tenth of the last one, once the fair-pair AUC has flattened)",
+    )
     parser.add_argument("--batch-size", type=positive_int, default=32)
     parser.add_argument("--lr", type=float, default=1e-3, help="learning rate of the head phase")
     parser.add_argument("--fine-tune-lr", type=float, default=1e-4)
@@ -110,6 +119,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
     parser.add_argument("--overwrite", action="store_true", help="replace an earlier run's files in --out")
     args = parser.parse_args(argv)
+    if args.resume_lr is not None and (not args.resume or not args.resume_lr > 0):
+        parser.error("--resume-lr needs --resume and a positive learning rate")
     args.fair_source = args.fair_source or list(cli.FAIR_SOURCES)
     args.name = args.name or Path(args.out).resolve().name
     if args.crop_size > args.image_size:
@@ -307,6 +318,12 @@ def train(args: argparse.Namespace) -> Path:
             start, best = state["epoch"], state.get("best")
             model = keras.models.load_model(out / CHECKPOINT)
             print(f"resuming after epoch {start} from {out / CHECKPOINT}", file=sys.stderr)
+            if args.resume_lr is not None:
+                if (out / BEST).is_file():
+                    model.load_weights(out / BEST)
+                model.optimizer.learning_rate.assign(args.resume_lr)
+                print(f"continuing from the best epoch's weights ({best}) at learning rate {args.resume_lr:g}",
+                      file=sys.stderr)
         else:
             keras.utils.set_random_seed(args.seed)
             # Any input size: crops to train, full frames to select on.
@@ -319,8 +336,14 @@ def train(args: argparse.Namespace) -> Path:
             compile_for(model, args.lr)
 
     selection = FairSelection(out, *selection_set, patience=args.patience, best=best)
+    # Cutting the rate when the selection metric stalls: measured on aiface 2.0.0's run, the fair-pair
+    # AUC rose to 0.968 by epoch 20 at a constant 1e-4 and then wandered between 0.958 and 0.964.
+    plateau = keras.callbacks.ReduceLROnPlateau(
+        monitor="fair_auc", mode="max", factor=0.3, patience=args.plateau_patience, min_lr=1e-6
+    )
     callbacks = [
-        selection, Checkpoint(out, settings, skips, selection), keras.callbacks.CSVLogger(out / HISTORY, append=True),
+        selection, plateau, Checkpoint(out, settings, skips, selection),
+        keras.callbacks.CSVLogger(out / HISTORY, append=True),
     ]
     # A progress bar on a terminal, one line per epoch in a log file.
     verbose = 1 if sys.stdout.isatty() else 2
