@@ -28,6 +28,7 @@ import keras
 from keras import layers
 
 from aiface.layers import CovariancePooling, MeanStdPooling, RGBToBGR
+from training.cli import HEADS
 from training.efficientnet_lite import LAST_CONV_LAYER as LITE0_LAST_CONV
 from training.efficientnet_lite import efficientnet_lite0
 
@@ -38,8 +39,6 @@ LITE0_IMAGENET = WEIGHTS_DIR / "efficientnet_lite0_imagenet.weights.h5"
 LOGITS_LAYER = "logits"
 PROBABILITIES_LAYER = "probabilities"
 POOLING_MODEL = "pooling"
-CLASS_NAMES = ("real", "fake")
-HEADS = ("second_order", "average")
 # Wider maps are first reduced by a learned 1x1 convolution, so that a
 # covariance never has more than 128 * 129 / 2 = 8,256 values.
 MAX_COVARIANCE_CHANNELS = 128

@@ -20,6 +20,7 @@ define them (``training.backbones``, ``training.data``,
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 USAGE_ERROR = 2
@@ -28,6 +29,28 @@ BACKBONES = ("efficientnet_lite0", "resnet50", "tiny")
 HEADS = ("second_order", "average")
 FAIR_SOURCES = ("zoya_140k_subset", "roeishc_ffhq_sg2")
 STRATEGIES = ("default", "mirrored", "multiworker")
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, not {text!r}")
+    return value
+
+
+def probability(text: str) -> float:
+    """An argparse type: a number in [0, 1] (NaN refused)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], not {text!r}")
+    return value
 
 
 def fail(error: BaseException | str) -> int:

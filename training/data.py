@@ -26,10 +26,8 @@ import tensorflow as tf
 
 from aiface.preprocess import ImageError, load_image, to_model_input
 from training.augment import AugmentConfig, degrade, random_crop
+from training.cli import FAIR_SOURCES
 from training.layout import Example
-
-# The two sources whose real and fake images went through one pipeline.
-FAIR_SOURCES = ("zoya_140k_subset", "roeishc_ffhq_sg2")
 
 
 class SkipLog:

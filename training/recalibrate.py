@@ -18,17 +18,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from training.cli import fail
-
-
-def _rate(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], not {text!r}")
-    return value
+from training.cli import fail, probability
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -37,8 +27,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("data_dir", type=Path, help="folder in the 140k layout")
     parser.add_argument("--out", type=Path, required=True, help="the new bundle's .keras path")
     parser.add_argument("--split", default="valid", choices=("train", "valid", "test"))
-    parser.add_argument("--target-fpr", type=_rate, default=0.01, help="share of all real faces called fake")
-    parser.add_argument("--max-source-fpr", type=_rate, default=0.03, help="share of any one source's real faces")
+    parser.add_argument("--target-fpr", type=probability, default=0.01, help="share of all real faces called fake")
+    parser.add_argument("--max-source-fpr", type=probability, default=0.03, help="share of any one source's real faces")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing bundle at --out")
     args = parser.parse_args(argv)
     if args.out.suffix != ".keras":

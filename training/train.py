@@ -57,18 +57,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", required=True, help="run folder for checkpoints and the final model")
     parser.add_argument("--backbone", default="efficientnet_lite0", choices=cli.BACKBONES, help="the base network")
     parser.add_argument("--head", default="second_order", choices=cli.HEADS, help="how the base's features are pooled")
-    parser.add_argument("--image-size", type=positive_int, default=256, help="the size the model scores images at")
-    parser.add_argument("--crop-size", type=positive_int, default=224, help="the size of the random training crops")
-    parser.add_argument("--epochs", type=positive_int, default=12, help="total epochs, head phase included")
+    parser.add_argument("--image-size", type=cli.positive_int, default=256, help="the size the model scores images at")
+    parser.add_argument("--crop-size", type=cli.positive_int, default=224, help="the size of the random training crops")
+    parser.add_argument("--epochs", type=cli.positive_int, default=12, help="total epochs, head phase included")
     parser.add_argument(
         "--head-epochs", type=int, default=1, help="epochs with the base frozen (none when training from scratch)"
     )
-    parser.add_argument("--steps-per-epoch", type=positive_int, default=100, help="batches an epoch")
+    parser.add_argument("--steps-per-epoch", type=cli.positive_int, default=100, help="batches an epoch")
     parser.add_argument(
-        "--patience", type=positive_int, default=4, help="epochs without a better fair-pair AUC before stopping"
+        "--patience", type=cli.positive_int, default=4, help="epochs without a better fair-pair AUC before stopping"
     )
     parser.add_argument(
-        "--plateau-patience", type=positive_int, default=2,
+        "--plateau-patience", type=cli.positive_int, default=2,
         help="epochs without a better fair-pair AUC before the learning rate is cut to 0.3x",
     )
     parser.add_argument(
@@ -76,7 +76,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="with --resume: continue from the best epoch's weights at this learning rate "
         "(e.g. a tenth of the last one, once the fair-pair AUC has flattened)",
     )
-    parser.add_argument("--batch-size", type=positive_int, default=32)
+    parser.add_argument("--batch-size", type=cli.positive_int, default=32)
     parser.add_argument("--lr", type=float, default=1e-3, help="learning rate of the head phase")
     parser.add_argument("--fine-tune-lr", type=float, default=1e-4)
     parser.add_argument("--unfreeze", type=float, default=1.0, help="fraction of the base's top layers to fine-tune")
@@ -89,7 +89,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--no-augment", dest="augment", action="store_false", help="no degradations (crops and flips stay)"
     )
-    parser.add_argument("--degrade-prob", type=probability, default=0.3, help="chance that a training draw is degraded")
+    parser.add_argument(
+        "--degrade-prob", type=cli.probability, default=0.3, help="chance that a training draw is degraded"
+    )
     parser.add_argument(
         "--fair-source",
         action="append",
@@ -97,14 +99,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         + ", ".join(cli.FAIR_SOURCES) + "); they fill --fair-share of every batch and select the best epoch",
     )
     parser.add_argument(
-        "--fair-share", type=probability, default=0.5, help="share of every batch drawn from the fair sources"
+        "--fair-share", type=cli.probability, default=0.5, help="share of every batch drawn from the fair sources"
     )
     parser.add_argument("--exclude-source", action="append", default=[], help="leave a source out of train and valid")
     parser.add_argument(
-        "--target-fpr", type=float, default=0.01, help="false-positive rate on real faces for the threshold"
+        "--target-fpr", type=cli.probability, default=0.01, help="false-positive rate on real faces for the threshold"
     )
     parser.add_argument(
-        "--max-source-fpr", type=probability, default=0.03,
+        "--max-source-fpr", type=cli.probability, default=0.03,
         help="the threshold also calls at most this share of any one source's real faces in valid fake",
     )
     parser.add_argument("--seed", type=int, default=0)
@@ -128,26 +130,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, not {text!r}")
-    return value
-
-
-def probability(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], not {text!r}")
-    return value
-
-
 if __name__ == "__main__":
     # `python -m training.train`: --help and usage errors answer here, before
     # TensorFlow loads (main() parses again, at no cost).
@@ -166,7 +148,7 @@ import numpy as np  # noqa: E402
 warnings.filterwarnings("ignore", message="Your input ran out of data")
 warnings.filterwarnings("ignore", message="`shuffle=True` was passed")
 
-from aiface.bundle import Bundle, Metadata, ModelLoadError, save_bundle  # noqa: E402
+from aiface.bundle import CLASS_NAMES, Bundle, Metadata, ModelLoadError, save_bundle  # noqa: E402
 from training import backbones  # noqa: E402
 from training.augment import AugmentConfig  # noqa: E402
 from training.calibration import calibrate  # noqa: E402
@@ -298,7 +280,7 @@ def train(args: argparse.Namespace) -> Path:
         f"scored at {args.image_size} px, {args.steps_per_epoch} batches of {args.batch_size} an epoch, "
         f"{strategy.num_replicas_in_sync} replica(s); draws by source and class: "
         + ", ".join(
-            f"{source}/{backbones.CLASS_NAMES[label]} {w:.3f}" for (source, label), w in sorted(weights.items())
+            f"{source}/{CLASS_NAMES[label]} {w:.3f}" for (source, label), w in sorted(weights.items())
         ),
         file=sys.stderr,
     )
@@ -377,7 +359,7 @@ def train(args: argparse.Namespace) -> Path:
             "best_epoch": selection.best,
             "train_images": len(train_examples),
             "sampling_weights": {
-                f"{source}/{backbones.CLASS_NAMES[label]}": w for (source, label), w in sorted(weights.items())
+                f"{source}/{CLASS_NAMES[label]}": w for (source, label), w in sorted(weights.items())
             },
             "sources_csv_sha256": sources_digest(args.data_dir),
             "skipped_files": sorted(skips.skipped),
