@@ -23,17 +23,13 @@ import time
 
 from flask import Request, g
 
-from server.errors import ApiError
+from server.errors import ApiError, too_large_message
 
 CHUNK = 64 * 1024
 
 
 def too_large(limit: int) -> ApiError:
-    return ApiError(
-        413,
-        "request_entity_too_large",
-        f"the request body is over the {limit:,} bytes allowed (MAX_CONTENT_LENGTH); send a smaller image",
-    )
+    return ApiError(413, "request_entity_too_large", too_large_message(limit))
 
 
 def buffer_body(request: Request, limit: int, deadline_s: float) -> None:

@@ -28,6 +28,11 @@ RETRY_AFTER_S = 1
 BACKEND_MESSAGE = "the model backend is unavailable; retry shortly"
 
 
+def too_large_message(limit: int) -> str:
+    """What a client is told when its request body is over MAX_CONTENT_LENGTH (here and in server/body.py)."""
+    return f"the request body is over the {limit:,} bytes allowed (MAX_CONTENT_LENGTH); send a smaller image"
+
+
 class ApiError(Exception):
     def __init__(self, status: int, code: str, message: str):
         super().__init__(message)
@@ -69,8 +74,7 @@ def register(app: Flask) -> None:
         code = (error.name or "error").lower().replace(" ", "_")
         message = error.description or error.name
         if isinstance(error, RequestEntityTooLarge):
-            limit = current_app.config["MAX_CONTENT_LENGTH"]
-            message = f"the request body is over the {limit:,} bytes allowed (MAX_CONTENT_LENGTH); send a smaller image"
+            message = too_large_message(current_app.config["MAX_CONTENT_LENGTH"])
         response = jsonify(error_body(code, message))
         response.status_code = error.code or 500
         # Keeps the headers the error carries, such as a 405's Allow (RFC 9110).
