@@ -58,33 +58,35 @@ function difference(a, b, side, visible, mask) {
 // Answers {ok, match, difference} and, when they differ, the rendered
 // pixels of the image as a PNG (base64) with their size.
 export async function compareWithRendered({ image, mimeType, screenshot, visible, source, natural, dpr, mask }) {
-  let fetched;
-  try {
-    fetched = await createImageBitmap(new Blob([fromBase64(image)], { type: mimeType }), { imageOrientation: 'from-image' });
-  } catch {
-    return { ok: true, match: false, difference: null, ...(await renderedCrop(screenshot, visible, dpr)) };
-  }
   const shot = await createImageBitmap(new Blob([fromBase64(screenshot)], { type: 'image/jpeg' }));
-  const region = [visible.left * dpr, visible.top * dpr, visible.width * dpr, visible.height * dpr];
-  const sameSize = fetched.width === natural.width && fetched.height === natural.height;
-  const smallest = Math.min(source.width, source.height, region[2], region[3]);
-  const side = Math.max(MIN_SIDE, Math.min(MAX_SIDE, Math.floor(smallest / 4)));
-  const apart = difference(thumbnail(fetched, source.x, source.y, source.width, source.height, side),
-    thumbnail(shot, ...region, side), side, visible, mask);
-  fetched.close();
-  shot.close();
-  const match = sameSize && (apart === null || apart <= MAX_DIFFERENCE);
-  return { ok: true, match, difference: apart, ...(match ? {} : await renderedCrop(screenshot, visible, dpr)) };
+  try {
+    let fetched;
+    try {
+      fetched = await createImageBitmap(new Blob([fromBase64(image)], { type: mimeType }), { imageOrientation: 'from-image' });
+    } catch {
+      return { ok: true, match: false, difference: null, ...(await renderedCrop(shot, visible, dpr)) };
+    }
+    const region = [visible.left * dpr, visible.top * dpr, visible.width * dpr, visible.height * dpr];
+    const sameSize = fetched.width === natural.width && fetched.height === natural.height;
+    const smallest = Math.min(source.width, source.height, region[2], region[3]);
+    const side = Math.max(MIN_SIDE, Math.min(MAX_SIDE, Math.floor(smallest / 4)));
+    const apart = difference(thumbnail(fetched, source.x, source.y, source.width, source.height, side),
+      thumbnail(shot, ...region, side), side, visible, mask);
+    fetched.close();
+    const match = sameSize && (apart === null || apart <= MAX_DIFFERENCE);
+    return { ok: true, match, difference: apart, ...(match ? {} : await renderedCrop(shot, visible, dpr)) };
+  } finally {
+    shot.close();
+  }
 }
 
-async function renderedCrop(screenshot, visible, dpr) {
-  const shot = await createImageBitmap(new Blob([fromBase64(screenshot)], { type: 'image/jpeg' }));
+// shot: the tab's capture, decoded.
+async function renderedCrop(shot, visible, dpr) {
   const width = Math.max(1, Math.round(visible.width * dpr));
   const height = Math.max(1, Math.round(visible.height * dpr));
   const canvas = new OffscreenCanvas(width, height);
   canvas.getContext('2d').drawImage(shot, Math.round(visible.left * dpr), Math.round(visible.top * dpr), width, height, 0, 0,
     width, height);
-  shot.close();
   const blob = await canvas.convertToBlob({ type: 'image/png' });
   return { rendered: await toBase64(blob), width, height };
 }
