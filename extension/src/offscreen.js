@@ -96,7 +96,9 @@ async function encode({ image, mimeType, maxPixels }) {
   const rgb = rgbaToRgb(rgba, width, height);
   const opaque = new ImageData(width, height);
   for (let p = 0; p < width * height; p += 1) {
-    opaque.data.set(rgb.subarray(3 * p, 3 * p + 3), 4 * p);
+    opaque.data[4 * p] = rgb[3 * p];
+    opaque.data[4 * p + 1] = rgb[3 * p + 1];
+    opaque.data[4 * p + 2] = rgb[3 * p + 2];
     opaque.data[4 * p + 3] = 255;
   }
   const canvas = new OffscreenCanvas(width, height);
