@@ -85,10 +85,15 @@ class DeadlineSocket:
 
 
 class DeadlineThreadWorker(ThreadWorker):
+    def init_process(self):
+        # Read once per worker, not on every connection (gunicorn_conf.on_starting has checked them).
+        self._deadlines = (seconds("REQUEST_DEADLINE_S", 30.0), seconds("HEADERS_DEADLINE_S", 10.0),
+                           seconds("CLIENT_TIMEOUT_S", 10.0))
+        super().init_process()
+
     def enqueue_req(self, conn):
         if not self.cfg.is_ssl and not isinstance(conn.sock, DeadlineSocket):
-            conn.sock = DeadlineSocket(conn.sock, seconds("REQUEST_DEADLINE_S", 30.0),
-                                       seconds("HEADERS_DEADLINE_S", 10.0), seconds("CLIENT_TIMEOUT_S", 10.0))
+            conn.sock = DeadlineSocket(conn.sock, *self._deadlines)
         return super().enqueue_req(conn)
 
     def handle(self, conn):
