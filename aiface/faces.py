@@ -418,10 +418,7 @@ def scored_box(face: Box, width: int, height: int) -> Box:
 
 def iou(a: Box, b: Box) -> float:
     """Intersection over union of two boxes: how well a found box matches another."""
-    width = max(0, min(a.x + a.width, b.x + b.width) - max(a.x, b.x))
-    height = max(0, min(a.y + a.height, b.y + b.height) - max(a.y, b.y))
-    inter = width * height
-    return inter / (a.width * a.height + b.width * b.height - inter)
+    return box_iou((a.x, a.y, a.width, a.height), (b.x, b.y, b.width, b.height))
 
 
 def crop(pixels: np.ndarray, box: Box) -> np.ndarray:
