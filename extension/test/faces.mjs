@@ -10,37 +10,21 @@
 // {"faces": [[{box, score}]], "outputs": [[...]], "ms": [...]} as JSON, ms
 // being findFaces's time per image.
 import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { loadGraphModel } from '@tensorflow/tfjs-converter';
 import '@tensorflow/tfjs-backend-wasm';
 import { findFaces, loadFaceDetector } from '../src/faces.js';
+import { fromDirectory } from './artifacts.mjs';
 import CONFIG from '../faces/faces.json' with { type: 'json' };
 
 const request = JSON.parse(await readFile(process.argv[2], 'utf8'));
 const FACES_DIR = new URL('../faces/', import.meta.url).pathname;
 
-// tfjs-core alone cannot read files: hand the converter the artifacts.
-async function handler(dir) {
-  const modelJson = JSON.parse(await readFile(join(dir, 'model.json'), 'utf8'));
-  const shards = await Promise.all(modelJson.weightsManifest.flatMap((group) => group.paths)
-    .map((path) => readFile(join(dir, path))));
-  const weights = Buffer.concat(shards);
-  return {
-    load: async () => ({
-      modelTopology: modelJson.modelTopology,
-      format: modelJson.format,
-      weightSpecs: modelJson.weightsManifest.flatMap((group) => group.weights),
-      weightData: weights.buffer.slice(weights.byteOffset, weights.byteOffset + weights.byteLength),
-    }),
-  };
-}
-
 tf.env().set('WASM_HAS_MULTITHREAD_SUPPORT', false);
 if (!(await tf.setBackend('wasm'))) {
   throw new Error('the WebAssembly backend could not start');
 }
-await loadFaceDetector(await handler(FACES_DIR));
+await loadFaceDetector(await fromDirectory(FACES_DIR));
 const faces = [];
 const ms = [];
 for (const image of request.images ?? []) {
@@ -51,7 +35,7 @@ for (const image of request.images ?? []) {
 }
 const outputs = [];
 if (request.inputs) {
-  const graph = await loadGraphModel(await handler(FACES_DIR));
+  const graph = await loadGraphModel(await fromDirectory(FACES_DIR));
   const bytes = await readFile(request.inputs.path);
   const all = new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
   const size = CONFIG.input_size;
