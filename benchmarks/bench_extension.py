@@ -1,6 +1,8 @@
 """The extension's speed and size: time per image in the offscreen document
 (TF.js on WebAssembly, first call and warm; face finding included), click to
 verdict, model download size, bundle size, against the targets of issue 12.
+Face finding runs in a worker while the whole image is scored, so the stage
+times overlap; "scoring" is their wall time.
 
     python benchmarks/bench_extension.py [--model-dir extension/model] [--images 20]
         [--side 256] [--data ../shared/data]
@@ -31,7 +33,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 ROOT = Path(__file__).resolve().parent.parent
 EXTENSION = ROOT / "extension"
-STAGES = ("decode_ms", "model_load_ms", "faces_ms", "preprocess_ms", "inference_ms")
+# faces (in the worker) overlaps the whole image's preprocessing and inference (in the offscreen
+# document); "scoring" is the wall time of both, from the models being ready to the last probability.
+STAGES = ("decode_ms", "model_load_ms", "faces_ms", "preprocess_ms", "inference_ms", "scoring_ms")
 # Issue 12, step 5: warm click to verdict for a 256 px face, first check, model download.
 TARGETS = {"warm_ms": 150, "first_ms": 1000, "download_kib": 6 * 1024}
 

@@ -10,15 +10,13 @@ const WASM_DIR = 'node_modules/@tensorflow/tfjs-backend-wasm/dist';
 const WASM_FILES = ['tfjs-backend-wasm.wasm', 'tfjs-backend-wasm-simd.wasm'];
 
 await rm('dist', { recursive: true, force: true });
+const common = { bundle: true, outdir: 'dist', target: 'chrome116', minify: true, legalComments: 'none', logLevel: 'warning' };
+// The page script is injected (executeScript files), which takes no modules.
+await esbuild.build({ ...common, entryPoints: ['src/background.js', 'src/options.js', 'src/page.js'], format: 'iife' });
+// The offscreen document and its face-finding worker share TF.js in one chunk: ES modules.
 await esbuild.build({
-  entryPoints: ['src/background.js', 'src/offscreen.js', 'src/options.js', 'src/page.js'],
-  bundle: true,
-  outdir: 'dist',
-  format: 'iife',
-  target: 'chrome116',
-  minify: true,
-  legalComments: 'none',
-  logLevel: 'warning',
+  ...common, entryPoints: ['src/offscreen.js', 'src/faces-worker.js'], format: 'esm', splitting: true,
+  chunkNames: 'shared-[hash]',
 });
 await mkdir('dist/wasm', { recursive: true });
 await Promise.all(WASM_FILES.map((name) => copyFile(`${WASM_DIR}/${name}`, `dist/wasm/${name}`)));

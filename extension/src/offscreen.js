@@ -1,14 +1,17 @@
-// Offscreen document: decodes the image, finds the faces, preprocesses each
-// face's crop (or the whole image when there is none) exactly as the server
-// does, and runs the model with TF.js on WebAssembly.
+// Offscreen document: decodes the image, has the faces found (in a worker,
+// faces-worker.js), preprocesses each face's crop (or the whole image when
+// there is none) exactly as the server does, and runs the model with TF.js
+// on WebAssembly.
 import * as tf from '@tensorflow/tfjs-core';
 import { loadGraphModel } from '@tensorflow/tfjs-converter';
 import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
 import { fromBase64, toBase64 } from './bytes.js';
-import { cropRgba, scoredBox } from './crop.js';
+import { cropRgba, scoredBox, wholeImageBox } from './crop.js';
 import { compareWithRendered } from './rendered.js';
-import { findFaces, loadFaceDetector } from './faces.js';
+import { findFacesApart, startFaceFinder } from './faces-client.js';
 import { MIN_SIDE, rgbaToRgb, toModelInput } from './preprocess.js';
+
+const FACE_WORKER = chrome.runtime.getURL('dist/faces-worker.js');
 
 let loading = null;
 
@@ -21,11 +24,12 @@ async function loadModel() {
   if (!(await tf.setBackend('wasm')) || tf.getBackend() !== 'wasm') {
     throw new Error('the WebAssembly backend could not start');
   }
+  // The worker loads the face detector while this document loads the model.
+  startFaceFinder(FACE_WORKER);
   const read = (path) => fetch(chrome.runtime.getURL(path));
   const [model, metadata] = await Promise.all([
     loadGraphModel(chrome.runtime.getURL('model/model.json')),
     read('model/metadata.json').then((response) => response.json()),
-    loadFaceDetector(chrome.runtime.getURL('faces/model.json')),
   ]);
   return { model, metadata };
 }
@@ -117,6 +121,20 @@ async function probabilityFake(graph, input, size) {
   return probability;
 }
 
+// P(fake) of a region (crop.js box) of the image, and the milliseconds spent preprocessing and in the model.
+async function scoreRegion(graph, decoded, box, size) {
+  const started = performance.now();
+  const { width, height, rgba } = decoded;
+  // The whole image's centred square is what toModelInput takes by itself.
+  const input = sameBox(box, wholeImageBox(width, height)) ? toModelInput(rgba, width, height, size)
+    : toModelInput(cropRgba(rgba, width, box), box.width, box.height, size);
+  const preprocessed = performance.now();
+  const probability = await probabilityFake(graph, input, size);
+  return { probability, preprocessMs: preprocessed - started, inferenceMs: performance.now() - preprocessed };
+}
+
+const sameBox = (a, b) => a.x === b.x && a.y === b.y && a.width === b.width && a.height === b.height;
+
 async function classify({ image, mimeType, maxPixels, downscale }) {
   const started = performance.now();
   const decoded = await decode(fromBase64(image), mimeType, maxPixels, downscale);
@@ -127,25 +145,29 @@ async function classify({ image, mimeType, maxPixels, downscale }) {
   const { model: graph, metadata } = await model();
   const loadedAt = performance.now();
   const size = metadata.image_size;
-  const { width, height, rgba } = decoded;
+  const { width, height } = decoded;
   // Searched in the full-size pixels, resized as the service resizes them
-  // (faces.js), so that both find the same boxes.
-  const found = await findFaces(rgbaToRgb(rgba, width, height), width, height);
-  const foundAt = performance.now();
+  // (faces.js), so that both find the same boxes; meanwhile the whole
+  // centred square is scored here, which the verdict needs when no face is
+  // found or one fills the frame (a profile photo, as a rule).
+  let facesMs;
+  const finding = findFacesApart(FACE_WORKER, decoded.rgba, width, height).then((faces) => {
+    facesMs = performance.now() - loadedAt;
+    return faces;
+  });
+  const whole = wholeImageBox(width, height);
+  const wholeScore = await scoreRegion(graph, decoded, whole, size);
+  const found = await finding;
   // As the server: each face's crop is scored (the whole centred square when
   // the face fills the frame), the verdict is the highest (one generated
   // face makes the image fake); no face, the whole image.
-  const inputs = found.length > 0
-    ? found.map(({ box }) => {
-      const crop = scoredBox(box, width, height);
-      return toModelInput(cropRgba(rgba, width, crop), crop.width, crop.height, size);
-    })
-    : [toModelInput(rgba, width, height, size)];
-  const preprocessedAt = performance.now();
-  const probabilities = [];
-  for (const input of inputs) {
-    probabilities.push(await probabilityFake(graph, input, size));
+  const scores = [];
+  for (const { box } of found) {
+    const region = scoredBox(box, width, height);
+    scores.push(sameBox(region, whole) ? { ...wholeScore, reused: true } : await scoreRegion(graph, decoded, region, size));
   }
+  const probabilities = found.length > 0 ? scores.map((score) => score.probability) : [wholeScore.probability];
+  const spent = [wholeScore, ...scores.filter((score) => !score.reused)];
   const doneAt = performance.now();
   return {
     ok: true,
@@ -155,12 +177,15 @@ async function classify({ image, mimeType, maxPixels, downscale }) {
     height,
     scored: found.length > 0 ? 'faces' : 'whole_image',
     faces: found.map(({ box }, index) => ({ box, probability_fake: probabilities[index] })),
+    // faces_ms runs in the worker alongside the whole image's preprocessing
+    // and inference; preprocess_ms and inference_ms add up every region scored.
     timings: {
       decode_ms: decodedAt - started,
       model_load_ms: loadedAt - decodedAt,
-      faces_ms: foundAt - loadedAt,
-      preprocess_ms: preprocessedAt - foundAt,
-      inference_ms: doneAt - preprocessedAt,
+      faces_ms: facesMs,
+      preprocess_ms: spent.reduce((total, score) => total + score.preprocessMs, 0),
+      inference_ms: spent.reduce((total, score) => total + score.inferenceMs, 0),
+      scoring_ms: doneAt - loadedAt,
       backend: tf.getBackend(),
     },
   };
