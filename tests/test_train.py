@@ -1,4 +1,5 @@
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -245,3 +246,38 @@ def test_resume_at_a_lower_rate_continues_from_the_best_weights(tmp_path, tiny_d
     rows = (out / "history.csv").read_text().strip().splitlines()
     header, last = rows[0].split(","), rows[-1].split(",")
     assert len(rows) == 4 and float(last[header.index("learning_rate")]) == pytest.approx(1e-5)
+
+
+def test_a_run_can_start_from_a_trained_model(tmp_path, trained, tiny_dataset, capsys):
+    from training.calibration import fold_temperature
+    from training.train import start_from_trained
+
+    trained_bundle = load_bundle(trained / "model.keras")
+    settings = trained_bundle.metadata.training["settings"]
+    model = backbones.build_model("tiny", None, None, train_batchnorm=True, head=settings["head"])
+    start_from_trained(model, trained / "model.keras")
+    # The calibration temperature is taken out, so folding it in again gives the trained model back.
+    fold_temperature(model, trained_bundle.metadata.temperature)
+    images = np.stack([face_like(seed, 32) for seed in range(4)]).astype(np.float32)
+    np.testing.assert_allclose(model.predict(images, verbose=0), trained_bundle.model.predict(images, verbose=0),
+                               atol=1e-5)
+
+    out = tmp_path / "again"
+    code = main([str(tiny_dataset), "--init-from", str(trained / "model.keras"), "--batch-size", "8", "--crop-size",
+                 "24", "--steps-per-epoch", "3", "--epochs", "1", "--out", str(out), "--select-laundered",
+                 "--launder-prob", "1.0"])
+    assert code == 0
+    err = capsys.readouterr().err
+    assert "as they are and laundered" in err
+    assert re.search(r"epoch 1: fair-pair valid ROC AUC [\d.]+ \(as they are [\d.]+, laundered [\d.]+\)", err)
+    state = json.loads((out / "state.json").read_text())
+    assert state["settings"]["init_from"] == str(trained / "model.keras")
+    assert state["settings"]["image_size"] == 32 and state["settings"]["backbone"] == "tiny"
+    assert load_bundle(out / "model.keras").metadata.image_size == 32
+
+
+def test_init_from_a_missing_model_is_a_usage_error(tmp_path, tiny_dataset, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(tiny_dataset), "--init-from", str(tmp_path / "none.keras"), "--out", str(tmp_path / "run")])
+    assert exit_info.value.code == 2
+    assert "--init-from: model metadata" in capsys.readouterr().err

@@ -19,7 +19,7 @@ import itertools
 import sys
 import threading
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -121,9 +121,15 @@ def _slices(examples: Sequence[Example]) -> tf.data.Dataset:
     return tf.data.Dataset.from_tensor_slices((paths, labels))
 
 
-def make_dataset(examples: Sequence[Example], image_size: int, batch_size: int, *, skips: SkipLog) -> tf.data.Dataset:
-    """(images, labels) batches of full frames, in order, as they are scored."""
-    load = _loader(image_size, skips, lambda pixels, rng: to_model_input(pixels, image_size))
+def make_dataset(
+    examples: Sequence[Example], image_size: int, batch_size: int, *, skips: SkipLog,
+    distort: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> tf.data.Dataset:
+    """(images, labels) batches of full frames, in order, as they are scored; ``distort``
+    (decoded pixels -> pixels, e.g. the laundering) is applied before the shared preprocessing."""
+    load = _loader(
+        image_size, skips, lambda pixels, rng: to_model_input(distort(pixels) if distort else pixels, image_size)
+    )
     return _batches(_slices(examples), load, image_size, batch_size, seed=0, stateful=False)
 
 

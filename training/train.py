@@ -35,6 +35,7 @@ import sys
 import warnings
 from pathlib import Path
 
+from aiface.bundle import ModelLoadError, metadata_path, read_metadata
 from training import cli
 
 CHECKPOINT = "checkpoint.keras"
@@ -47,8 +48,21 @@ RUN_FILES = (CHECKPOINT, STATE, HISTORY, BEST, MODEL, "model.json")
 RESUMED_SETTINGS = (
     "backbone", "head", "image_size", "crop_size", "batch_size", "steps_per_epoch", "head_epochs", "lr",
     "fine_tune_lr", "unfreeze", "weights", "seed", "augment", "degrade_prob", "fair_source", "fair_share",
-    "exclude_source", "target_fpr", "name", "version",
+    "exclude_source", "target_fpr", "name", "version", "launder_prob", "select_laundered", "init_from",
 )
+# What a run that predates a setting did, so that it can still be resumed.
+RESUMED_DEFAULTS = {"launder_prob": 0.3, "select_laundered": False, "init_from": None}
+
+
+def take_shape_from(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """Backbone, head and image size of the --init-from model (its metadata needs no TensorFlow)."""
+    try:
+        metadata = read_metadata(metadata_path(args.init_from), " (it is written beside the .keras file)")
+    except ModelLoadError as error:
+        parser.error(f"--init-from: {error}")
+    args.backbone, args.image_size = metadata.backbone, metadata.image_size
+    # Models from before the head option had only the average-pooled head.
+    args.head = metadata.training.get("settings", {}).get("head", "average")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -93,6 +107,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--degrade-prob", type=cli.probability, default=0.3, help="chance that a training draw is degraded"
     )
     parser.add_argument(
+        "--launder-prob", type=cli.probability, default=0.3,
+        help="share of the degraded draws that get the evaluation's laundering (128 px + JPEG 40) instead",
+    )
+    parser.add_argument(
+        "--select-laundered", action="store_true",
+        help="select epochs on the fair pairs' valid AUC averaged over their images as they are and laundered",
+    )
+    parser.add_argument(
+        "--init-from", metavar="MODEL",
+        help="start from a trained model (e.g. server/model/aiface.keras) and fine-tune it: no head phase; "
+        "its backbone, head and image size replace those options",
+    )
+    parser.add_argument(
         "--fair-source",
         action="append",
         help="a source whose real and fake images share one pipeline (repeatable; default: "
@@ -123,6 +150,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.resume_lr is not None and (not args.resume or not args.resume_lr > 0):
         parser.error("--resume-lr needs --resume and a positive learning rate")
+    if args.init_from is not None and args.resume:
+        parser.error("--init-from starts a new run; --resume continues one")
+    if args.init_from is not None:
+        take_shape_from(args, parser)
     args.fair_source = args.fair_source or list(cli.FAIR_SOURCES)
     args.name = args.name or Path(args.out).resolve().name
     if args.crop_size > args.image_size:
@@ -148,12 +179,13 @@ import numpy as np  # noqa: E402
 warnings.filterwarnings("ignore", message="Your input ran out of data")
 warnings.filterwarnings("ignore", message="`shuffle=True` was passed")
 
-from aiface.bundle import CLASS_NAMES, Bundle, Metadata, ModelLoadError, save_bundle  # noqa: E402
+from aiface.bundle import CLASS_NAMES, Bundle, Metadata, load_bundle, save_bundle  # noqa: E402
 from training import backbones  # noqa: E402
 from training.augment import AugmentConfig  # noqa: E402
-from training.calibration import calibrate  # noqa: E402
+from training.calibration import calibrate, fold_temperature  # noqa: E402
 from training.data import SkipLog, make_dataset, make_training_dataset, sampling_weights  # noqa: E402
 from training.distribute import make_strategy  # noqa: E402
+from training.launder import launder  # noqa: E402
 from training.layout import Example, LayoutError, find_root, list_split, sources_table  # noqa: E402
 from training.metrics import roc_auc  # noqa: E402
 
@@ -177,7 +209,7 @@ def prepare_run_dir(args: argparse.Namespace) -> Path:
             raise FileNotFoundError(f"nothing to resume in {out}: no {STATE} and {CHECKPOINT}")
         saved = json.loads((out / STATE).read_text())["settings"]
         for key in RESUMED_SETTINGS:
-            setattr(args, key, saved[key])
+            setattr(args, key, saved[key] if key in saved else RESUMED_DEFAULTS[key])
         return out
     if existing and not args.overwrite:
         raise FileExistsError(f"{out} already holds a run ({', '.join(existing)}); use --resume or --overwrite")
@@ -189,24 +221,30 @@ def prepare_run_dir(args: argparse.Namespace) -> Path:
 
 class FairSelection(keras.callbacks.Callback):
     """After each epoch: the fair pairs' valid ROC AUC (``fair_auc``, the mean over
-    their sources); keeps the best epoch's weights and stops after ``patience``
-    epochs without a better one."""
+    their sources and over the views of them, e.g. as they are and laundered);
+    keeps the best epoch's weights and stops after ``patience`` epochs without a
+    better one."""
 
-    def __init__(self, out: Path, images: np.ndarray, labels: np.ndarray, sources: np.ndarray,
+    def __init__(self, out: Path, views: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
                  patience: int, best: dict | None):
         super().__init__()
-        self.out, self.images, self.labels, self.sources = out, images, labels, sources
+        self.out, self.views = out, views
         self.patience = patience
         self.best = best or {"epoch": 0, "fair_auc": -1.0}
 
-    def score(self) -> float:
-        p_fake = self.model.predict(self.images, batch_size=32, verbose=0)[:, 1]
-        aucs = [roc_auc(self.labels[self.sources == s], p_fake[self.sources == s]) for s in np.unique(self.sources)]
-        aucs = [auc for auc in aucs if auc is not None]
-        return float(np.mean(aucs)) if aucs else 0.0
+    def view_scores(self) -> list[float]:
+        """Each view's mean AUC over its sources (0 where no source has both classes)."""
+        scores = []
+        for images, labels, sources in self.views:
+            p_fake = self.model.predict(images, batch_size=32, verbose=0)[:, 1]
+            aucs = [roc_auc(labels[sources == s], p_fake[sources == s]) for s in np.unique(sources)]
+            aucs = [auc for auc in aucs if auc is not None]
+            scores.append(float(np.mean(aucs)) if aucs else 0.0)
+        return scores
 
     def on_epoch_end(self, epoch, logs=None):
-        auc = self.score()
+        views = self.view_scores()
+        auc = float(np.mean(views))
         if logs is not None:
             logs["fair_auc"] = auc
         if auc > self.best["fair_auc"]:
@@ -214,7 +252,8 @@ class FairSelection(keras.callbacks.Callback):
             partial = self.out / ("partial-" + BEST)
             self.model.save_weights(partial)
             os.replace(partial, self.out / BEST)
-        print(f"epoch {epoch + 1}: fair-pair valid ROC AUC {auc:.4f} (best {self.best['fair_auc']:.4f}, "
+        each = f" (as they are {views[0]:.4f}, laundered {views[1]:.4f})" if len(views) == 2 else ""
+        print(f"epoch {epoch + 1}: fair-pair valid ROC AUC {auc:.4f}{each} (best {self.best['fair_auc']:.4f}, "
               f"epoch {self.best['epoch']})", file=sys.stderr)
         if epoch + 1 - self.best["epoch"] >= self.patience:
             print(f"no better fair-pair AUC for {self.patience} epochs: stopping", file=sys.stderr)
@@ -248,15 +287,27 @@ def compile_for(model: keras.Model, learning_rate: float) -> None:
     )
 
 
-def load_selection_set(examples: list[Example], image_size: int, skips: SkipLog):
+def load_selection_set(examples: list[Example], image_size: int, skips: SkipLog, distort=None):
     """The fair pairs' valid images as full frames, once, for scoring after every epoch."""
     images, labels = [], []
-    for batch, batch_labels in make_dataset(examples, image_size, 32, skips=skips):
+    for batch, batch_labels in make_dataset(examples, image_size, 32, skips=skips, distort=distort):
         images.append(batch.numpy())
         labels.append(batch_labels.numpy())
     kept = {str(e.path) for e in examples} - set(skips.skipped)
     sources = np.array([e.source for e in examples if str(e.path) in kept])
     return np.concatenate(images), np.concatenate(labels), sources
+
+
+def start_from_trained(model: keras.Model, path: str) -> None:
+    """The weights of the trained model at ``path``, its calibration temperature taken out again."""
+    trained = load_bundle(path)
+    try:
+        model.set_weights(trained.model.get_weights())
+    except ValueError as error:
+        raise ModelLoadError(
+            f"{path} does not fit a {trained.metadata.backbone} model with this head: {error}"
+        ) from None
+    fold_temperature(model, 1.0 / trained.metadata.temperature)
 
 
 def train(args: argparse.Namespace) -> Path:
@@ -272,7 +323,9 @@ def train(args: argparse.Namespace) -> Path:
     weights = sampling_weights(train_examples, args.fair_source, args.fair_share)
     train_data = make_training_dataset(
         train_examples, args.image_size, args.crop_size, args.batch_size, skips=skips, weights=weights,
-        seed=args.seed, augment_config=AugmentConfig(degrade_prob=args.degrade_prob) if args.augment else None,
+        seed=args.seed,
+        augment_config=AugmentConfig(degrade_prob=args.degrade_prob, launder_prob=args.launder_prob)
+        if args.augment else None,
     )
     strategy = make_strategy(args.strategy)
     print(
@@ -284,15 +337,17 @@ def train(args: argparse.Namespace) -> Path:
         ),
         file=sys.stderr,
     )
-    print(f"selecting epochs on {len(fair_valid)} valid images of {', '.join(sorted({e.source for e in fair_valid}))}",
-          file=sys.stderr)
-    selection_set = load_selection_set(fair_valid, args.image_size, skips)
+    print(f"selecting epochs on {len(fair_valid)} valid images of {', '.join(sorted({e.source for e in fair_valid}))}"
+          + (", as they are and laundered" if args.select_laundered else ""), file=sys.stderr)
+    selection_views = [load_selection_set(fair_valid, args.image_size, skips)]
+    if args.select_laundered:
+        selection_views.append(load_selection_set(fair_valid, args.image_size, skips, distort=launder))
 
     weights_source = resolve_weights(args.backbone, args.weights)
     # From scratch there is no base worth freezing: every layer, BatchNorm
-    # included, trains from the first epoch.
-    scratch = weights_source is None
-    head_epochs = 0 if scratch else args.head_epochs
+    # included, trains from the first epoch. A trained model's head needs no phase of its own.
+    scratch = weights_source is None and args.init_from is None
+    head_epochs = 0 if scratch or args.init_from else args.head_epochs
     start, best = 0, None
     with strategy.scope():
         if args.resume:
@@ -310,14 +365,17 @@ def train(args: argparse.Namespace) -> Path:
             keras.utils.set_random_seed(args.seed)
             # Any input size: crops to train, full frames to select on.
             model = backbones.build_model(
-                args.backbone, None, weights_source, train_batchnorm=scratch, head=args.head
+                args.backbone, None, None if args.init_from else weights_source, train_batchnorm=scratch,
+                head=args.head,
             )
+            if args.init_from:
+                start_from_trained(model, args.init_from)
             # A fresh model is trainable throughout, as training from scratch needs.
             if not scratch:
                 backbones.freeze_base(model)
             compile_for(model, args.lr)
 
-    selection = FairSelection(out, *selection_set, patience=args.patience, best=best)
+    selection = FairSelection(out, selection_views, patience=args.patience, best=best)
     # Cutting the rate when the selection metric stalls: measured on aiface 2.0.0's run, the fair-pair
     # AUC rose to 0.968 by epoch 20 at a constant 1e-4 and then wandered between 0.958 and 0.964.
     plateau = keras.callbacks.ReduceLROnPlateau(
