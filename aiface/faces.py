@@ -92,7 +92,7 @@ from pathlib import Path
 
 import numpy as np
 
-from aiface.preprocess import _resize_axis
+from aiface.preprocess import resize_axis
 
 # --- the constants, exported to the extension by face_config() ---------------
 
@@ -268,7 +268,7 @@ def placement(width: int, height: int, border: bool) -> Placement:
 
 def detector_input(pixels: np.ndarray, place: Placement) -> np.ndarray:
     """(INPUT_SIZE, INPUT_SIZE, 3) float32: ``pixels`` resized and placed, the rest filled."""
-    resized = _resize_axis(_resize_axis(pixels, place.width, axis=1), place.height, axis=0)
+    resized = resize_axis(resize_axis(pixels, place.width, axis=1), place.height, axis=0)
     canvas = np.full((INPUT_SIZE, INPUT_SIZE, 3), place.fill, np.float32)
     canvas[place.top : place.top + place.height, place.left : place.left + place.width] = resized.astype(np.float32)
     return canvas

@@ -336,7 +336,7 @@ def _resize_taps(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray]:
     return indices, weights
 
 
-def _resize_axis(pixels: np.ndarray, out_size: int, axis: int) -> np.ndarray:
+def resize_axis(pixels: np.ndarray, out_size: int, axis: int) -> np.ndarray:
     """One pass of the triangle filter along ``axis`` (0 or 1) of (H, W, 3) pixels, in float64.
 
     Works a block of rows (or columns) at a time, so no float64 copy of a
@@ -365,8 +365,8 @@ def _resize_axis(pixels: np.ndarray, out_size: int, axis: int) -> np.ndarray:
 
 def resize(pixels: np.ndarray, size: int) -> np.ndarray:
     """Resize (H, W, 3) pixels to (size, size, 3) float64, as documented above."""
-    horizontal = _resize_axis(pixels, size, axis=1)
-    return _resize_axis(horizontal, size, axis=0)
+    horizontal = resize_axis(pixels, size, axis=1)
+    return resize_axis(horizontal, size, axis=0)
 
 
 def to_model_input(pixels: np.ndarray, size: int) -> np.ndarray:
