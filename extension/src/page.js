@@ -9,6 +9,8 @@
 // always, beside it. No part of a verdict is placed over the page's text,
 // other images or another verdict while a free place is within reach.
 
+import { overlaps } from './rects.js';
+
 const LARGE_SIDE = 200;
 const GAP = 6;
 const SEARCH_STEP = 8;
@@ -48,8 +50,6 @@ const stale = new Set();
 
 // A rectangle in document coordinates.
 const docRect = (rect) => ({ left: rect.left + scrollX, top: rect.top + scrollY, width: rect.width, height: rect.height });
-const overlaps = (a, b) => a.left < b.left + b.width && b.left < a.left + a.width
-  && a.top < b.top + b.height && b.top < a.top + a.height;
 // How far apart two rectangles are (0 when they touch or overlap).
 const distance = (a, b) => Math.hypot(
   Math.max(0, b.left - (a.left + a.width), a.left - (b.left + b.width)),

@@ -7,6 +7,7 @@
 // there (badges, outlines, explanations); when they differ, the rendered
 // pixels are what gets checked.
 import { fromBase64, toBase64 } from './bytes.js';
+import { overlaps } from './rects.js';
 
 const MAX_SIDE = 32;
 const MIN_SIDE = 8;
@@ -27,8 +28,6 @@ function thumbnail(source, x, y, width, height, side) {
   return context.getImageData(0, 0, side, side).data;
 }
 
-const overlaps = (a, b) => a.left < b.left + b.width && b.left < a.left + a.width
-  && a.top < b.top + b.height && b.top < a.top + a.height;
 
 // Mean absolute difference per channel over the cells compared; null when
 // too few are left.
