@@ -19,44 +19,33 @@
 // fills and saves the options page with each in turn: "options" in the
 // output gives the model line it shows and, per form, the status and what
 // was stored.
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { createServer } from 'node:http';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { basename, extname, join } from 'node:path';
+import { join } from 'node:path';
 import { activeTabId, checkImage, clickAt, launchBrowser, readVerdicts } from './browser.mjs';
+import { readBody, sendFile, serveSite } from './site.mjs';
 
 const options = JSON.parse(process.argv[2]);
 const work = await mkdtemp(join(tmpdir(), 'aiface-drive-'));
 
-const CONTENT_TYPES = { '.png': 'image/png', '.jpg': 'image/jpeg', '.jpeg': 'image/jpeg', '.webp': 'image/webp' };
 let uploads = [];
 
-function serveSite() {
-  const server = createServer(async (request, response) => {
-    const path = decodeURIComponent(new URL(request.url, 'http://x').pathname);
-    if (request.method === 'POST' && path === '/v1/detect' && options.server) {
-      let size = 0;
-      for await (const chunk of request) size += chunk.length;
-      uploads.push(size);
+function handle(request, response, url, path) {
+  if (request.method === 'POST' && path === '/v1/detect' && options.server) {
+    return readBody(request).then((body) => {
+      uploads.push(body.length);
       response.writeHead(200, { 'Content-Type': 'application/json' }).end(JSON.stringify(options.server));
-      return;
-    }
-    const page = path.match(/^\/page\/(\d+)$/);
-    if (page) {
-      // The same URL the menu reports as srcUrl, so that the verdict finds its image.
-      const { src } = options.checks[Number(page[1])];
-      const url = (src.startsWith('data:') ? src : `/${src}`).replaceAll('"', '&quot;');
-      response.writeHead(200, { 'Content-Type': 'text/html' }).end(`<!doctype html><img src="${url}" width="200">`);
-      return;
-    }
-    try {
-      const body = await readFile(join(options.siteDir, basename(path)));
-      response.writeHead(200, { 'Content-Type': CONTENT_TYPES[extname(path).toLowerCase()] ?? 'application/octet-stream' }).end(body);
-    } catch {
-      response.writeHead(404, { 'Content-Type': 'text/plain' }).end('not found');
-    }
-  });
-  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server)));
+    });
+  }
+  const page = path.match(/^\/page\/(\d+)$/);
+  if (page) {
+    // The same URL the menu reports as srcUrl, so that the verdict finds its image.
+    const { src } = options.checks[Number(page[1])];
+    const source = (src.startsWith('data:') ? src : `/${src}`).replaceAll('"', '&quot;');
+    response.writeHead(200, { 'Content-Type': 'text/html' }).end(`<!doctype html><img src="${source}" width="200">`);
+    return null;
+  }
+  return sendFile(response, options.siteDir, path);
 }
 
 async function submitOptions(context, worker, forms) {
@@ -104,7 +93,7 @@ async function readExplanation(page, worker, tabId, shown) {
   return { overlay: last.overlay, image: last.image, card: last.card, natural, png: last.overlay?.png ?? null, states };
 }
 
-const server = await serveSite();
+const server = await serveSite(handle);
 const origin = `http://127.0.0.1:${server.address().port}`;
 const { context, worker } = await launchBrowser({ work, extensionDir: options.extensionDir, modelDir: options.modelDir,
   chromium: options.chromium });

@@ -18,60 +18,39 @@
 // Also prints "requests": for each image the site served, its path and the
 // Cookie, Referer and Sec-Fetch-* headers; "uploads": each POST /v1/detect
 // body, base64, with its query string.
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { createServer } from 'node:http';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { basename, extname, join } from 'node:path';
+import { basename, join } from 'node:path';
 import { activeTabId, checkImage, clickAt, launchBrowser, readVerdicts } from './browser.mjs';
+import { contentType, readBody, sendFile, serveSite } from './site.mjs';
 
 const options = JSON.parse(process.argv[2]);
 const work = await mkdtemp(join(tmpdir(), 'aiface-scenario-'));
-const CONTENT_TYPES = { '.html': 'text/html', '.png': 'image/png', '.jpg': 'image/jpeg', '.jpeg': 'image/jpeg' };
 const requests = [];
 const uploads = [];
 let service = null;
 
-function serveSite() {
-  const server = createServer(async (request, response) => {
-    const url = new URL(request.url, 'http://x');
-    const path = decodeURIComponent(url.pathname);
-    if (request.method === 'POST' && path === '/v1/detect') {
-      const chunks = [];
-      for await (const chunk of request) chunks.push(chunk);
-      uploads.push({ query: url.search, contentType: request.headers['content-type'],
-        cookie: request.headers.cookie ?? null, body: Buffer.concat(chunks).toString('base64') });
-      if (service === null) {
-        response.writeHead(404, { 'Content-Type': 'application/json' }).end('{"error": {"code": "nope", "message": "no"}}');
-      } else {
-        response.writeHead(200, { 'Content-Type': 'application/json' }).end(JSON.stringify(service));
-      }
-      return;
+async function handle(request, response, url, path) {
+  if (request.method === 'POST' && path === '/v1/detect') {
+    const body = await readBody(request);
+    uploads.push({ query: url.search, contentType: request.headers['content-type'],
+      cookie: request.headers.cookie ?? null, body: body.toString('base64') });
+    if (service === null) {
+      response.writeHead(404, { 'Content-Type': 'application/json' }).end('{"error": {"code": "nope", "message": "no"}}');
+    } else {
+      response.writeHead(200, { 'Content-Type': 'application/json' }).end(JSON.stringify(service));
     }
-    const type = CONTENT_TYPES[extname(path).toLowerCase()] ?? 'application/octet-stream';
-    if (type.startsWith('image/')) {
-      const pick = (...names) => Object.fromEntries(names.map((name) => [name, request.headers[name] ?? null]));
-      requests.push({ path, ...pick('cookie', 'referer', 'sec-fetch-site', 'sec-fetch-mode', 'sec-fetch-dest') });
-    }
-    try {
-      // A site that tells the extension's request from the page's can answer it with another file.
-      const name = basename(path);
-      const other = request.headers['sec-fetch-dest'] === 'empty' ? `fetched-${name}` : null;
-      const body = await readFile(join(options.siteDir, other ?? name)).catch((error) => {
-        if (other) {
-          return readFile(join(options.siteDir, name));
-        }
-        throw error;
-      });
-      const headers = { 'Content-Type': type };
-      if (type === 'text/html') {
-        headers['Set-Cookie'] = 'session=secret-session-id; Path=/';
-      }
-      response.writeHead(200, headers).end(body);
-    } catch {
-      response.writeHead(404, { 'Content-Type': 'text/plain' }).end('not found');
-    }
-  });
-  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server)));
+    return;
+  }
+  const type = contentType(path);
+  if (type.startsWith('image/')) {
+    const pick = (...names) => Object.fromEntries(names.map((name) => [name, request.headers[name] ?? null]));
+    requests.push({ path, ...pick('cookie', 'referer', 'sec-fetch-site', 'sec-fetch-mode', 'sec-fetch-dest') });
+  }
+  // A site that tells the extension's request from the page's can answer it with another file.
+  const alternative = request.headers['sec-fetch-dest'] === 'empty' ? `fetched-${basename(path)}` : null;
+  const headers = type === 'text/html' ? { 'Set-Cookie': 'session=secret-session-id; Path=/' } : {};
+  await sendFile(response, options.siteDir, path, { alternative, headers });
 }
 
 // The page's text lines (one rectangle per line box) and images, in
@@ -93,7 +72,7 @@ function pageLayout(page) {
   });
 }
 
-const server = await serveSite();
+const server = await serveSite(handle);
 const origin = `http://127.0.0.1:${server.address().port}`;
 const { context, worker } = await launchBrowser({ work, extensionDir: options.extensionDir, modelDir: options.modelDir,
   chromium: options.chromium, viewport: options.viewport });
