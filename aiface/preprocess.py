@@ -365,6 +365,9 @@ def resize_axis(pixels: np.ndarray, out_size: int, axis: int) -> np.ndarray:
 
 def resize(pixels: np.ndarray, size: int) -> np.ndarray:
     """Resize (H, W, 3) pixels to (size, size, 3) float64, as documented above."""
+    if pixels.shape[:2] == (size, size):
+        # At scale 1 every output's taps weigh 0, 1, 0: the filter is the identity.
+        return pixels.astype(np.float64)
     horizontal = resize_axis(pixels, size, axis=1)
     return resize_axis(horizontal, size, axis=0)
 

@@ -39,8 +39,8 @@ def js_model_input(rgba: np.ndarray, size: int) -> np.ndarray:
 
 @pytest.mark.parametrize(
     "height, width, size",
-    [(187, 301, 64), (301, 187, 224), (45, 60, 100), (96, 96, 96)],
-    ids=["shrink-wide", "shrink-tall-224", "enlarge", "same-size"],
+    [(187, 301, 64), (301, 187, 224), (45, 60, 100), (96, 96, 96), (96, 130, 96)],
+    ids=["shrink-wide", "shrink-tall-224", "enlarge", "same-size", "same-side-wide"],
 )
 def test_js_preprocessing_matches_python_bit_for_bit(height, width, size):
     rng = np.random.default_rng(height * width + size)

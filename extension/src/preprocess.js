@@ -87,6 +87,10 @@ function centerSquare(rgb, width, height) {
 // [0, 255], row-major, exactly as aiface.preprocess.to_model_input.
 export function toModelInput(rgba, width, height, size) {
   const { square, side } = centerSquare(rgbaToRgb(rgba, width, height), width, height);
+  if (side === size) {
+    // At scale 1 every output's taps weigh 0, 1, 0: the filter is the identity.
+    return Float32Array.from(square);
+  }
   const horizontal = resizeAxis(square, side, side, size, 1);
   return Float32Array.from(resizeAxis(horizontal, side, size, size, 0));
 }
