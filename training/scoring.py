@@ -11,6 +11,7 @@ never a crash.
 from __future__ import annotations
 
 import sys
+import weakref
 from collections.abc import Callable, Collection, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -135,11 +136,19 @@ def score_examples(
     return Scores(examples=scored, p_fake=probabilities[:, 1].copy(), logits=logits, skipped=skipped)
 
 
+# One logits model per model: each new one would trace its predict function again
+# (training.compare scores every model four times).
+_logits_models: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def _logits_model(model):
     """The model with its logits as a second output, or None for a model without a ``logits`` layer
     (saved before it existed: its logits are recovered from the softmax, clipped)."""
     import keras
 
-    if "logits" not in {layer.name for layer in model.layers}:
-        return None
-    return keras.Model(model.inputs, [model.get_layer("logits").output, model.output])
+    if model not in _logits_models:
+        _logits_models[model] = (
+            keras.Model(model.inputs, [model.get_layer("logits").output, model.output])
+            if "logits" in {layer.name for layer in model.layers} else None
+        )
+    return _logits_models[model]
