@@ -39,26 +39,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def figures(scores: dict, threshold: float) -> dict:
     """The comparison's figures from the four passes' Scores."""
-    import numpy as np
-
-    from training import metrics
-
-    def block(which: str, mask=None) -> dict | None:
-        s = scores[which]
-        mask = np.ones(len(s.examples), bool) if mask is None else mask(s)
-        if not mask.any():
-            return None
-        return metrics.summary(s.labels[mask], s.p_fake[mask], threshold)
-
-    plain = scores["none"]
-    result = {"all": block("none"), "laundered": block("both"), "per_source": {}, "laundered_per_source": {}}
-    for source in sorted(set(plain.sources)):
-        result["per_source"][source] = block("none", lambda s, source=source: s.sources == source)
-        result["laundered_per_source"][source] = block("both", lambda s, source=source: s.sources == source)
+    result = {
+        "all": scores["none"].summary(threshold),
+        "laundered": scores["both"].summary(threshold),
+        "per_source": scores["none"].per_source(threshold),
+        "laundered_per_source": scores["both"].per_source(threshold),
+    }
     none_accuracy = result["all"]["accuracy"]
     result["audit"] = {
-        "fakes_laundered_points": 100 * (block("fake")["accuracy"] - none_accuracy),
-        "reals_laundered_points": 100 * (block("real")["accuracy"] - none_accuracy),
+        "fakes_laundered_points": 100 * (scores["fake"].summary(threshold)["accuracy"] - none_accuracy),
+        "reals_laundered_points": 100 * (scores["real"].summary(threshold)["accuracy"] - none_accuracy),
     }
     reals = {src: b["false_positive_rate"] for src, b in result["per_source"].items() if b["real"]}
     result["real_source_fpr"] = reals

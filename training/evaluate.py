@@ -30,7 +30,7 @@ from training.cli import fail
 from training.launder import LAUNDER_QUALITY, LAUNDER_SIZE, downscale, jpeg_recompress, launder
 from training.layout import SPLITS, LayoutError, list_split
 from training.report import SUBSET_140K, markdown, number, plot_reliability, plot_roc
-from training.scoring import Scores, score_examples
+from training.scoring import score_examples
 
 LAUNDER_LABELS = {"none": (), "both": (0, 1), "fake": (1,), "real": (0,)}
 SWEEP = {
@@ -83,12 +83,6 @@ def check_out_dir(out: Path, overwrite: bool) -> None:
         raise ReportExistsError(f"{out} exists and is not a folder")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise ReportExistsError(f"report folder {out} is not empty; pass --overwrite to replace its report")
-
-
-def _subset(scores: Scores, mask: np.ndarray, threshold: float) -> dict | None:
-    if not mask.any():
-        return None
-    return metrics.summary(scores.labels[mask], scores.p_fake[mask], threshold)
 
 
 def _launder_description(mode: str) -> str:
@@ -167,9 +161,9 @@ def evaluate(args: argparse.Namespace) -> dict:
             "skipped": [{"path": str(path), "reason": reason} for path, reason in scores.skipped],
         },
         "overall": metrics.summary(labels, p_fake, threshold),
-        "subset_140k": _subset(scores, in_subset, threshold),
-        "other_sources": _subset(scores, ~in_subset, threshold) if in_subset.any() else None,
-        "per_source": {name: _subset(scores, sources == name, threshold) for name in sorted(set(sources))},
+        "subset_140k": scores.summary(threshold, in_subset),
+        "other_sources": scores.summary(threshold, ~in_subset) if in_subset.any() else None,
+        "per_source": scores.per_source(threshold),
         "reliability_bins": metrics.reliability_bins(labels, p_fake).to_json(),
         "robustness": robustness,
         "robustness_note": note,

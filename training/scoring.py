@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from aiface.bundle import Bundle
 from aiface.preprocess import load_image, to_model_input
+from training import metrics
 from training.layout import Example
 
 Transform = Callable[[np.ndarray], np.ndarray]
@@ -46,6 +47,19 @@ class Scores:
     @property
     def sources(self) -> np.ndarray:
         return np.array([example.source for example in self.examples], dtype=object)
+
+    def summary(self, threshold: float, mask: np.ndarray | None = None) -> dict | None:
+        """``training.metrics.summary`` of the images in ``mask`` (all by default); None when there are none."""
+        if mask is None:
+            mask = np.ones(len(self.examples), bool)
+        if not mask.any():
+            return None
+        return metrics.summary(self.labels[mask], self.p_fake[mask], threshold)
+
+    def per_source(self, threshold: float) -> dict[str, dict]:
+        """The summary of each source, by name."""
+        sources = self.sources
+        return {name: self.summary(threshold, sources == name) for name in sorted(set(sources))}
 
 
 def _prepare(example: Example, size: int, transform: Transform | None) -> np.ndarray:
