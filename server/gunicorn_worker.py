@@ -25,6 +25,8 @@ import time
 from gunicorn.http.errors import NoMoreData
 from gunicorn.workers.gthread import ThreadWorker
 
+from server.config import DEFAULTS
+
 
 class DeadlinePassed(NoMoreData, TimeoutError):
     """The request did not arrive whole by its deadline (gunicorn closes the connection quietly)."""
@@ -87,8 +89,10 @@ class DeadlineSocket:
 class DeadlineThreadWorker(ThreadWorker):
     def init_process(self):
         # Read once per worker, not on every connection (gunicorn_conf.on_starting has checked them).
-        self._deadlines = (seconds("REQUEST_DEADLINE_S", 30.0), seconds("HEADERS_DEADLINE_S", 10.0),
-                           seconds("CLIENT_TIMEOUT_S", 10.0))
+        self._deadlines = (
+            seconds("REQUEST_DEADLINE_S", DEFAULTS["REQUEST_DEADLINE_S"]), seconds("HEADERS_DEADLINE_S", 10.0),
+            seconds("CLIENT_TIMEOUT_S", 10.0),
+        )
         super().init_process()
 
     def enqueue_req(self, conn):
