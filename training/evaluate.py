@@ -160,7 +160,7 @@ def evaluate(args: argparse.Namespace) -> dict:
             "launder_description": _launder_description(args.launder),
             "skipped": [{"path": str(path), "reason": reason} for path, reason in scores.skipped],
         },
-        "overall": metrics.summary(labels, p_fake, threshold),
+        "overall": scores.summary(threshold),
         "subset_140k": scores.summary(threshold, in_subset),
         "other_sources": scores.summary(threshold, ~in_subset) if in_subset.any() else None,
         "per_source": scores.per_source(threshold),

@@ -37,6 +37,7 @@ from pathlib import Path
 
 from aiface.bundle import ModelLoadError, metadata_path, read_metadata
 from training import cli
+from training.augment import AugmentConfig
 
 CHECKPOINT = "checkpoint.keras"
 STATE = "state.json"
@@ -104,10 +105,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--no-augment", dest="augment", action="store_false", help="no degradations (crops and flips stay)"
     )
     parser.add_argument(
-        "--degrade-prob", type=cli.probability, default=0.3, help="chance that a training draw is degraded"
+        "--degrade-prob", type=cli.probability, default=AugmentConfig.degrade_prob,
+        help="chance that a training draw is degraded"
     )
     parser.add_argument(
-        "--launder-prob", type=cli.probability, default=0.3,
+        "--launder-prob", type=cli.probability, default=AugmentConfig.launder_prob,
         help="share of the degraded draws that get the evaluation's laundering (128 px + JPEG 40) instead",
     )
     parser.add_argument(
@@ -181,7 +183,6 @@ warnings.filterwarnings("ignore", message="`shuffle=True` was passed")
 
 from aiface.bundle import CLASS_NAMES, Bundle, Metadata, load_bundle, save_bundle  # noqa: E402
 from training import backbones  # noqa: E402
-from training.augment import AugmentConfig  # noqa: E402
 from training.calibration import calibrate, fold_temperature  # noqa: E402
 from training.data import SkipLog, make_dataset, make_training_dataset, sampling_weights  # noqa: E402
 from training.distribute import make_strategy  # noqa: E402

@@ -1,5 +1,6 @@
 // The offscreen document's side of faces-worker.js: one worker, started with
 // the models, answering requests by id.
+const WORKER_URL = chrome.runtime.getURL('dist/faces-worker.js');
 let worker = null;
 let lastId = 0;
 const pending = new Map();
@@ -13,11 +14,11 @@ function failAll(message) {
 }
 
 // Starts the worker (it loads the detector at once) if it is not running.
-export function startFaceFinder(url) {
+export function startFaceFinder() {
   if (worker !== null) {
     return;
   }
-  worker = new Worker(url, { type: 'module' });
+  worker = new Worker(WORKER_URL, { type: 'module' });
   worker.onmessage = ({ data }) => {
     const request = pending.get(data.id);
     pending.delete(data.id);
@@ -35,8 +36,8 @@ export function startFaceFinder(url) {
 
 // Faces in straight RGBA pixels, largest first (faces.js findFaces), found in
 // the worker; the pixels are copied, so the caller keeps its own.
-export function findFacesApart(url, rgba, width, height) {
-  startFaceFinder(url);
+export function findFacesApart(rgba, width, height) {
+  startFaceFinder();
   const id = (lastId += 1);
   const copy = rgba.slice();
   return new Promise((resolve, reject) => {

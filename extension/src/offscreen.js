@@ -11,8 +11,6 @@ import { compareWithRendered } from './rendered.js';
 import { findFacesApart, startFaceFinder } from './faces-client.js';
 import { MIN_SIDE, rgbaToRgb, toModelInput } from './preprocess.js';
 
-const FACE_WORKER = chrome.runtime.getURL('dist/faces-worker.js');
-
 let loading = null;
 
 async function loadModel() {
@@ -25,7 +23,7 @@ async function loadModel() {
     throw new Error('the WebAssembly backend could not start');
   }
   // The worker loads the face detector while this document loads the model.
-  startFaceFinder(FACE_WORKER);
+  startFaceFinder();
   const read = (path) => fetch(chrome.runtime.getURL(path));
   const [model, metadata] = await Promise.all([
     loadGraphModel(chrome.runtime.getURL('model/model.json')),
@@ -122,12 +120,9 @@ async function probabilityFake(graph, input, size) {
 }
 
 // P(fake) of a region (crop.js box) of the image, and the milliseconds spent preprocessing and in the model.
-async function scoreRegion(graph, decoded, box, size) {
+async function scoreRegion(graph, { width, rgba }, box, size) {
   const started = performance.now();
-  const { width, height, rgba } = decoded;
-  // The whole image's centred square is what toModelInput takes by itself.
-  const input = sameBox(box, wholeImageBox(width, height)) ? toModelInput(rgba, width, height, size)
-    : toModelInput(cropRgba(rgba, width, box), box.width, box.height, size);
+  const input = toModelInput(cropRgba(rgba, width, box), box.width, box.height, size);
   const preprocessed = performance.now();
   const probability = await probabilityFake(graph, input, size);
   return { probability, preprocessMs: preprocessed - started, inferenceMs: performance.now() - preprocessed };
@@ -151,7 +146,7 @@ async function classify({ image, mimeType, maxPixels, downscale }) {
   // centred square is scored here, which the verdict needs when no face is
   // found or one fills the frame (a profile photo, as a rule).
   let facesMs;
-  const finding = findFacesApart(FACE_WORKER, decoded.rgba, width, height).then((faces) => {
+  const finding = findFacesApart(decoded.rgba, width, height).then((faces) => {
     facesMs = performance.now() - loadedAt;
     return faces;
   });
@@ -164,10 +159,10 @@ async function classify({ image, mimeType, maxPixels, downscale }) {
   const scores = [];
   for (const { box } of found) {
     const region = scoredBox(box, width, height);
-    scores.push(sameBox(region, whole) ? { ...wholeScore, reused: true } : await scoreRegion(graph, decoded, region, size));
+    scores.push(sameBox(region, whole) ? wholeScore : await scoreRegion(graph, decoded, region, size));
   }
   const probabilities = found.length > 0 ? scores.map((score) => score.probability) : [wholeScore.probability];
-  const spent = [wholeScore, ...scores.filter((score) => !score.reused)];
+  const spent = [...new Set([wholeScore, ...scores])];
   const doneAt = performance.now();
   return {
     ok: true,
