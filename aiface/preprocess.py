@@ -225,46 +225,66 @@ def _open(stream, data: bytes | None, max_pixels: int, work_side: int) -> tuple[
     return image, declared
 
 
-def decoded_pixels(source: str | os.PathLike | bytes, max_pixels: int = MAX_PIXELS, work_side: int = WORK_SIDE) -> int:
-    """How many pixels ``load_image`` will decode this image into (after any JPEG draft), from its header alone.
+class OpenedImage:
+    """An image whose header has been read and checked (step 1's checks, 1a's draft), not yet decoded.
 
-    Raises ImageError for what the header already shows to be unusable.
+    ``decoded_pixels`` is how many pixels ``load`` will decode it into (after
+    any JPEG draft), so that a caller can wait for the memory first without
+    parsing the header twice. Raises ImageError for what the header already
+    shows to be unusable. Use it as a context manager, or ``close`` it.
     """
-    data = bytes(source) if isinstance(source, (bytes, bytearray)) else None
-    with _image_errors():
-        image, _ = _open(io.BytesIO(data) if data is not None else source, data, max_pixels, work_side)
-        with image:
-            return image.width * image.height
+
+    def __init__(self, source: str | os.PathLike | bytes, max_pixels: int = MAX_PIXELS, work_side: int = WORK_SIDE):
+        data = bytes(source) if isinstance(source, (bytes, bytearray)) else None
+        self._work_side = work_side
+        with _image_errors():
+            self._image, self._full_size = _open(
+                io.BytesIO(data) if data is not None else source, data, max_pixels, work_side
+            )
+        self.decoded_pixels = self._image.width * self._image.height
+
+    def __enter__(self) -> OpenedImage:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._image.close()
+
+    def load(self) -> LoadedImage:
+        """Decode into upright 8-bit RGB (steps 1 to 3 above); the image is closed after."""
+        image, full_size = self._image, self._full_size
+        with _image_errors():
+            try:
+                image.load()
+                method = TRANSPOSITIONS.get(image.getexif().get(ORIENTATION_TAG, 1))
+                normal = _replace(image, _normalise(image))
+                factor = _reduction(normal.width, normal.height, self._work_side)
+                if factor > 1:
+                    normal = _replace(normal, normal.reduce(factor))
+                if method is not None:
+                    normal = _replace(normal, normal.transpose(method))
+                    full_size = (full_size[1], full_size[0]) if method in SWAPS else full_size
+                pixels = _to_array(normal)
+                normal.close()
+            finally:
+                image.close()
+        if min(full_size) < MIN_SIDE or min(pixels.shape[:2]) < MIN_SIDE:
+            raise ImageError(
+                "too_small",
+                f"image is {full_size[0]}x{full_size[1]} pixels; at least "
+                f"{MIN_SIDE} px on each side is needed to judge a face",
+            )
+        return LoadedImage(pixels, full_size if full_size != (pixels.shape[1], pixels.shape[0]) else None)
 
 
 def load_image(
     source: str | os.PathLike | bytes, max_pixels: int = MAX_PIXELS, work_side: int = WORK_SIDE
 ) -> LoadedImage:
     """Decode a file path or encoded bytes into upright 8-bit RGB (steps 1 to 3 above)."""
-    data = bytes(source) if isinstance(source, (bytes, bytearray)) else None
-    with _image_errors():
-        image, full_size = _open(io.BytesIO(data) if data is not None else source, data, max_pixels, work_side)
-        try:
-            image.load()
-            method = TRANSPOSITIONS.get(image.getexif().get(ORIENTATION_TAG, 1))
-            normal = _replace(image, _normalise(image))
-            factor = _reduction(normal.width, normal.height, work_side)
-            if factor > 1:
-                normal = _replace(normal, normal.reduce(factor))
-            if method is not None:
-                normal = _replace(normal, normal.transpose(method))
-                full_size = (full_size[1], full_size[0]) if method in SWAPS else full_size
-            pixels = _to_array(normal)
-            normal.close()
-        finally:
-            image.close()
-    if min(full_size) < MIN_SIDE or min(pixels.shape[:2]) < MIN_SIDE:
-        raise ImageError(
-            "too_small",
-            f"image is {full_size[0]}x{full_size[1]} pixels; at least "
-            f"{MIN_SIDE} px on each side is needed to judge a face",
-        )
-    return LoadedImage(pixels, full_size if full_size != (pixels.shape[1], pixels.shape[0]) else None)
+    with OpenedImage(source, max_pixels, work_side) as opened:
+        return opened.load()
 
 
 def _replace(old: Image.Image, new: Image.Image) -> Image.Image:

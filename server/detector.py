@@ -11,7 +11,7 @@ import numpy as np
 from aiface.bundle import Bundle, load_bundle
 from aiface.explain import GradCam, render_png
 from aiface.faces import Box, crop, default_finder, scored_box, whole_image_box
-from aiface.preprocess import ImageError, decoded_pixels, load_image, to_model_input
+from aiface.preprocess import ImageError, OpenedImage, to_model_input
 from server.admission import PixelBudget
 from server.batcher import MicroBatcher
 from server.tfserving import TFServing, load_metadata
@@ -200,8 +200,9 @@ class Detector:
     def _detect_one(self, data: bytes, keep_input: bool) -> Detection:
         start = time.perf_counter()
         # The header says how many pixels decoding will make; wait for room for them.
-        with self._pixel_budget.hold(decoded_pixels(data, self._max_pixels), self._timeout_s):
-            image = load_image(data, max_pixels=self._max_pixels)
+        with OpenedImage(data, self._max_pixels) as opened, \
+                self._pixel_budget.hold(opened.decoded_pixels, self._timeout_s):
+            image = opened.load()
             regions = self._regions(image.pixels)
             size, scale = (image.width, image.height), image.scale
             del image  # only the model inputs wait for the model

@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from aiface import preprocess
-from aiface.preprocess import ImageError, decoded_pixels, load_image, to_model_input
+from aiface.preprocess import ImageError, OpenedImage, load_image, to_model_input
 from helpers import encode, face_like
 from server import StartupError, check_settings, create_app
 from server.admission import Busy, PixelBudget
@@ -60,8 +60,9 @@ def test_model_input_makes_no_full_size_float64_copy():
 @pytest.mark.slow  # encodes and decodes a large JPEG
 def test_a_large_jpeg_is_decoded_at_reduced_scale_and_reports_its_full_size():
     data = jpeg(6000, quality=50)
-    assert decoded_pixels(data) == 3000 * 3000  # draft mode: 1/2 scale, still over WORK_SIDE
-    image = load_image(data)
+    with OpenedImage(data) as opened:
+        assert opened.decoded_pixels == 3000 * 3000  # draft mode: 1/2 scale, still over WORK_SIDE
+        image = opened.load()
     assert image.pixels.shape == (3000, 3000, 3)
     assert (image.width, image.height) == (6000, 6000) and image.scale == (2.0, 2.0)
 
@@ -142,13 +143,13 @@ def test_batch_images_are_decoded_one_at_a_time(app, monkeypatch):
     detector = app.extensions["aiface_detector"]
     budget = detector._pixel_budget
     seen = []
-    original = load_image
+    original = OpenedImage.load
 
-    def watching(data, **options):
+    def watching(self):
         seen.append(budget.used)
-        return original(data, **options)
+        return original(self)
 
-    monkeypatch.setattr("server.detector.load_image", watching)
+    monkeypatch.setattr(OpenedImage, "load", watching)
     files = [(io.BytesIO(encode(face_like(seed, size=64))), f"{seed}.png") for seed in range(3)]
     response = app.test_client().post("/v1/detect/batch", data={"image": files})
     assert response.status_code == 200
