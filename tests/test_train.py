@@ -10,7 +10,7 @@ import pytest
 from aiface.bundle import load_bundle
 from helpers import face_like
 from training import backbones
-from training.augment import AugmentConfig, degrade, random_crop
+from training.augment import AugmentConfig, degrade, random_crop, reframe
 from training.data import SkipLog, make_training_dataset, sampling_weights
 from training.layout import Example, list_split
 from training.train import main
@@ -198,6 +198,25 @@ def test_random_crop_moves_pixels_without_resampling():
         random_crop(model_input, 40, np.random.default_rng(0))
 
 
+def test_reframing_takes_a_square_window_with_its_probability():
+    pixels = face_like(2, size=100)[:, :80]  # 100 high, 80 wide
+    assert all(reframe(pixels, np.random.default_rng(i)) is pixels for i in range(10))  # off by default
+    always = AugmentConfig(reframe_prob=1.0, min_reframe=0.5)
+    sides = set()
+    for seed in range(30):
+        window = reframe(pixels, np.random.default_rng(seed), always)
+        side = window.shape[0]
+        assert window.shape == (side, side, 3) and 40 <= side <= 80
+        # A window of the image itself, nothing resampled.
+        top, left = next((t, lf) for t in range(101 - side) for lf in range(81 - side)
+                         if np.array_equal(pixels[t : t + side, lf : lf + side], window))
+        assert np.shares_memory(window, pixels) and top >= 0 and left >= 0
+        sides.add(side)
+    assert len(sides) > 10
+    with pytest.raises(ValueError, match="min_reframe"):
+        AugmentConfig(min_reframe=1.5)
+
+
 def test_selection_keeps_the_best_epoch(trained):
     state = json.loads((trained / "state.json").read_text())
     best = state["best"]
@@ -281,3 +300,37 @@ def test_init_from_a_missing_model_is_a_usage_error(tmp_path, tiny_dataset, caps
         main([str(tiny_dataset), "--init-from", str(tmp_path / "none.keras"), "--out", str(tmp_path / "run")])
     assert exit_info.value.code == 2
     assert "--init-from: model metadata" in capsys.readouterr().err
+
+
+def test_weight_average_is_the_running_mean_and_survives_a_resume(tmp_path):
+    from training.train import WeightAverage
+
+    path = tmp_path / "average.npz"
+    average = WeightAverage(path, start=2)
+    epochs = {epoch: [np.full((2, 2), epoch, np.float32), np.array([10.0 * epoch], np.float32)]
+              for epoch in range(1, 5)}
+    assert not average.add(1, epochs[1])  # before the start
+    assert average.add(2, epochs[2]) and average.add(3, epochs[3])
+    resumed = WeightAverage(path, start=2)
+    # The epoch redone after an interruption is not counted twice.
+    assert not resumed.add(3, epochs[3]) and resumed.add(4, epochs[4])
+    mean = resumed.weights_like(epochs[4])
+    assert resumed.count == 3 and mean[0].dtype == np.float32
+    np.testing.assert_allclose(mean[0], np.full((2, 2), 3.0))
+    np.testing.assert_allclose(mean[1], [30.0])
+
+
+def test_a_run_with_weight_averaging_selects_the_better_of_epoch_and_mean(tmp_path, tiny_dataset, capsys):
+    code, out = run(tmp_path, tiny_dataset, "--epochs", "3", "--head-epochs", "1", "--average-from", "2",
+                    "--patience", "5")
+    assert code == 0
+    err = capsys.readouterr().err
+    assert "epoch 2: fair-pair valid ROC AUC" in err and "mean of 1 epochs' weights" in err
+    assert "epoch 3: " in err and "mean of 2 epochs' weights" in err
+    rows = (out / "history.csv").read_text().strip().splitlines()
+    header = rows[0].split(",")
+    raw = [float(row.split(",")[header.index("fair_auc")]) for row in rows[1:]]
+    averaged = [float(row.split(",")[header.index("fair_auc_averaged")]) for row in rows[2:]]
+    best = json.loads((out / "state.json").read_text())["best"]
+    assert best["fair_auc"] == pytest.approx(max(raw + averaged))
+    assert ("averaged_epochs" in best) == (best["fair_auc"] > max(raw))

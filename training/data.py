@@ -25,7 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 from aiface.preprocess import ImageError, load_image, to_model_input
-from training.augment import AugmentConfig, degrade, random_crop
+from training.augment import AugmentConfig, degrade, random_crop, reframe
 from training.cli import FAIR_SOURCES
 from training.layout import Example
 
@@ -146,9 +146,9 @@ def make_training_dataset(
 ) -> tf.data.Dataset:
     """An endless stream of augmented ``crop_size`` batches, drawn by source with ``weights``.
 
-    Each image is degraded (by chance), brought to ``image_size`` by the
-    shared preprocessing, as the server does, and cropped to ``crop_size``
-    without resampling.
+    Each image is degraded and reframed (each by chance), brought to
+    ``image_size`` by the shared preprocessing, as the server does, and
+    cropped to ``crop_size`` without resampling.
     """
     if crop_size > image_size:
         raise ValueError(f"the crop ({crop_size} px) must not be larger than the image size ({image_size} px)")
@@ -164,7 +164,7 @@ def make_training_dataset(
 
     def transform(pixels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         if augment_config is not None:
-            pixels = degrade(pixels, rng, augment_config)
+            pixels = reframe(degrade(pixels, rng, augment_config), rng, augment_config)
         return random_crop(to_model_input(pixels, image_size), crop_size, rng)
 
     load = _loader(crop_size, skips, transform)
