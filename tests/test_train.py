@@ -10,7 +10,7 @@ import pytest
 from aiface.bundle import load_bundle
 from helpers import face_like
 from training import backbones
-from training.augment import AugmentConfig, degrade, random_crop, reframe
+from training.augment import AugmentConfig, degrade, random_crop, reframe, zoom_out
 from training.data import SkipLog, make_training_dataset, sampling_weights
 from training.layout import Example, list_split
 from training.train import main
@@ -215,6 +215,32 @@ def test_reframing_takes_a_square_window_with_its_probability():
     assert len(sides) > 10
     with pytest.raises(ValueError, match="min_reframe"):
         AugmentConfig(min_reframe=1.5)
+
+
+def test_zooming_out_sets_the_shrunk_image_on_another():
+    from aiface.preprocess import resize
+
+    pixels = face_like(3, size=64)
+    surround = np.full((40, 50, 3), 7, np.uint8)
+    assert zoom_out(pixels, np.random.default_rng(0), surround) is pixels  # off by default
+    always = AugmentConfig(zoom_out_prob=1.0, min_zoom_out=0.5)
+    for seed in range(10):
+        framed = zoom_out(pixels, np.random.default_rng(seed), surround, always)
+        assert framed.shape == (64, 64, 3)
+        inside = np.argwhere(np.any(framed != 7, axis=2))
+        (top, left), (bottom, right) = inside.min(axis=0), inside.max(axis=0) + 1
+        side = bottom - top
+        assert right - left == side and 32 <= side <= 64
+        # The image, shrunk by the shared resize, surrounded by the other image.
+        np.testing.assert_array_equal(framed[top:bottom, left:right], resize(pixels, side))
+        assert np.sum(np.all(framed == 7, axis=2)) == 64 * 64 - side * side
+
+
+def test_a_run_can_zoom_out_and_reframe_its_draws(tmp_path, tiny_dataset):
+    code, out = run(tmp_path, tiny_dataset, "--epochs", "1", "--zoom-out-prob", "1", "--reframe-prob", "1")
+    assert code == 0
+    settings = json.loads((out / "state.json").read_text())["settings"]
+    assert settings["zoom_out_prob"] == 1.0 and settings["reframe_prob"] == 1.0
 
 
 def test_selection_keeps_the_best_epoch(trained):

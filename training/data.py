@@ -25,7 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 from aiface.preprocess import ImageError, load_image, to_model_input
-from training.augment import AugmentConfig, degrade, random_crop, reframe
+from training.augment import AugmentConfig, degrade, random_crop, reframe, zoom_out
 from training.cli import FAIR_SOURCES
 from training.layout import Example
 
@@ -133,6 +133,28 @@ def make_dataset(
     return _batches(_slices(examples), load, image_size, batch_size, seed=0, stateful=False)
 
 
+def surround_pool(
+    groups: dict[tuple[str, int], list[Example]], weights: dict[tuple[str, int], float], image_size: int,
+    skips: SkipLog, count: int = 256, seed: int = 0,
+) -> list[np.ndarray]:
+    """``count`` training images drawn like the batches (both classes equally), at ``image_size``, to surround
+    zoomed-out draws with (``training.augment.zoom_out``): held in memory, 48 MiB at 256 px."""
+    rng = np.random.default_rng(seed)
+    chosen = [group for group in sorted(groups) if weights.get(group, 0.0) > 0.0]
+    chances = np.array([weights[group] for group in chosen])
+    pool = []
+    for index in rng.choice(len(chosen), size=count, p=chances / chances.sum()):
+        members = groups[chosen[index]]
+        example = members[int(rng.integers(len(members)))]
+        try:
+            pixels = load_image(example.path).pixels
+        except (ImageError, OSError) as error:
+            skips.add(str(example.path), str(error))
+            continue
+        pool.append(np.round(to_model_input(pixels, image_size)).astype(np.uint8))
+    return pool
+
+
 def make_training_dataset(
     examples: Sequence[Example],
     image_size: int,
@@ -146,9 +168,10 @@ def make_training_dataset(
 ) -> tf.data.Dataset:
     """An endless stream of augmented ``crop_size`` batches, drawn by source with ``weights``.
 
-    Each image is degraded and reframed (each by chance), brought to
-    ``image_size`` by the shared preprocessing, as the server does, and
-    cropped to ``crop_size`` without resampling.
+    Each image is degraded, zoomed out onto another training image and
+    reframed (each by chance), brought to ``image_size`` by the shared
+    preprocessing, as the server does, and cropped to ``crop_size`` without
+    resampling.
     """
     if crop_size > image_size:
         raise ValueError(f"the crop ({crop_size} px) must not be larger than the image size ({image_size} px)")
@@ -162,9 +185,17 @@ def make_training_dataset(
     ]
     mixed = tf.data.Dataset.sample_from_datasets(streams, weights=[weights[group] for group in chosen], seed=seed)
 
+    surrounds = (
+        surround_pool(groups, weights, image_size, skips, seed=seed)
+        if augment_config is not None and augment_config.zoom_out_prob > 0 else []
+    )
+
     def transform(pixels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         if augment_config is not None:
-            pixels = reframe(degrade(pixels, rng, augment_config), rng, augment_config)
+            pixels = degrade(pixels, rng, augment_config)
+            if surrounds:
+                pixels = zoom_out(pixels, rng, surrounds[int(rng.integers(len(surrounds)))], augment_config)
+            pixels = reframe(pixels, rng, augment_config)
         return random_crop(to_model_input(pixels, image_size), crop_size, rng)
 
     load = _loader(crop_size, skips, transform)

@@ -51,11 +51,11 @@ RESUMED_SETTINGS = (
     "backbone", "head", "image_size", "crop_size", "batch_size", "steps_per_epoch", "head_epochs", "lr",
     "fine_tune_lr", "unfreeze", "weights", "seed", "augment", "degrade_prob", "fair_source", "fair_share",
     "exclude_source", "target_fpr", "name", "version", "launder_prob", "select_laundered", "init_from", "average_from",
-    "reframe_prob",
+    "reframe_prob", "zoom_out_prob",
 )
 # What a run that predates a setting did, so that it can still be resumed.
 RESUMED_DEFAULTS = {"launder_prob": 0.3, "select_laundered": False, "init_from": None, "average_from": None,
-                    "reframe_prob": 0.0}
+                    "reframe_prob": 0.0, "zoom_out_prob": 0.0}
 
 
 def take_shape_from(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
@@ -119,6 +119,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--reframe-prob", type=cli.probability, default=AugmentConfig.reframe_prob,
         help="chance that a training draw is a random square window of at least "
         f"{AugmentConfig.min_reframe:.0%} of the image, resized to the model's size as a face crop is",
+    )
+    parser.add_argument(
+        "--zoom-out-prob", type=cli.probability, default=AugmentConfig.zoom_out_prob,
+        help="chance that a training draw is shrunk to at least "
+        f"{AugmentConfig.min_zoom_out:.0%} of its side onto another training image, as a face crop shows "
+        "what surrounds the face",
     )
     parser.add_argument(
         "--select-laundered", action="store_true",
@@ -395,7 +401,8 @@ def train(args: argparse.Namespace) -> Path:
         train_examples, args.image_size, args.crop_size, args.batch_size, skips=skips, weights=weights,
         seed=args.seed,
         augment_config=AugmentConfig(
-            degrade_prob=args.degrade_prob, launder_prob=args.launder_prob, reframe_prob=args.reframe_prob
+            degrade_prob=args.degrade_prob, launder_prob=args.launder_prob, reframe_prob=args.reframe_prob,
+            zoom_out_prob=args.zoom_out_prob,
         )
         if args.augment else None,
     )
