@@ -54,6 +54,10 @@ def test_resume_continues_where_the_run_stopped(tmp_path, tiny_dataset):
     assert json.loads((out / "state.json").read_text())["epoch"] == 3
     epochs = [line.split(",")[0] for line in (out / "history.csv").read_text().splitlines()[1:]]
     assert epochs == ["0", "1", "2"]
+    # The model says how it was made: the command that started the run, then the one that resumed it.
+    training = load_bundle(out / "model.keras").metadata.training
+    assert training["command"].startswith("python -m training.train ") and "--epochs 1" in training["command"]
+    assert len(training["resumed_with"]) == 1 and "--resume" in training["resumed_with"][0]
 
 
 def test_existing_run_is_not_overwritten(tmp_path, tiny_dataset, capsys):
@@ -318,6 +322,7 @@ def test_a_run_can_start_from_a_trained_model(tmp_path, trained, tiny_dataset, c
     state = json.loads((out / "state.json").read_text())
     assert state["settings"]["init_from"] == str(trained / "model.keras")
     assert state["settings"]["image_size"] == 32 and state["settings"]["backbone"] == "tiny"
+    assert state["settings"]["init_from_model"] == f"{trained_bundle.metadata.name} {trained_bundle.metadata.version}"
     assert load_bundle(out / "model.keras").metadata.image_size == 32
 
 

@@ -51,11 +51,12 @@ RESUMED_SETTINGS = (
     "backbone", "head", "image_size", "crop_size", "batch_size", "steps_per_epoch", "head_epochs", "lr",
     "fine_tune_lr", "unfreeze", "weights", "seed", "augment", "degrade_prob", "fair_source", "fair_share",
     "exclude_source", "target_fpr", "name", "version", "launder_prob", "select_laundered", "init_from", "average_from",
-    "reframe_prob", "zoom_out_prob",
+    "reframe_prob", "zoom_out_prob", "init_from_model",
 )
 # What a run that predates a setting did, so that it can still be resumed.
 RESUMED_DEFAULTS = {"launder_prob": 0.3, "select_laundered": False, "init_from": None, "average_from": None,
-                    "reframe_prob": 0.0, "zoom_out_prob": 0.0}
+                    "reframe_prob": 0.0, "zoom_out_prob": 0.0,
+                    "init_from_model": None}
 
 
 def take_shape_from(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
@@ -65,6 +66,8 @@ def take_shape_from(args: argparse.Namespace, parser: argparse.ArgumentParser) -
     except ModelLoadError as error:
         parser.error(f"--init-from: {error}")
     args.backbone, args.image_size = metadata.backbone, metadata.image_size
+    # Its name and version, kept in the new model's metadata: the path may not hold it for long.
+    args.init_from_model = f"{metadata.name} {metadata.version}"
     # Models from before the head option had only the average-pooled head.
     args.head = metadata.training.get("settings", {}).get("head", "average")
 
@@ -169,10 +172,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
     parser.add_argument("--overwrite", action="store_true", help="replace an earlier run's files in --out")
     args = parser.parse_args(argv)
+    args.command = "python -m training.train " + shlex.join(sys.argv[1:] if argv is None else argv)
     if args.resume_lr is not None and (not args.resume or not args.resume_lr > 0):
         parser.error("--resume-lr needs --resume and a positive learning rate")
     if args.init_from is not None and args.resume:
         parser.error("--init-from starts a new run; --resume continues one")
+    args.init_from_model = None
     if args.init_from is not None:
         take_shape_from(args, parser)
     args.fair_source = args.fair_source or list(cli.FAIR_SOURCES)
@@ -339,9 +344,10 @@ class FairSelection(keras.callbacks.Callback):
 class Checkpoint(keras.callbacks.Callback):
     """After each epoch: model and optimizer state, then the epoch count, each written atomically."""
 
-    def __init__(self, out: Path, settings: dict, skips: SkipLog, selection: FairSelection):
+    def __init__(self, out: Path, settings: dict, skips: SkipLog, selection: FairSelection, commands: list[str]):
         super().__init__()
         self.out, self.settings, self.skips, self.selection = out, settings, skips, selection
+        self.commands = commands
 
     def on_epoch_end(self, epoch, logs=None):
         partial = self.out / ("partial-" + CHECKPOINT)
@@ -349,6 +355,7 @@ class Checkpoint(keras.callbacks.Callback):
         os.replace(partial, self.out / CHECKPOINT)
         state = {
             "epoch": epoch + 1, "settings": self.settings, "skipped": self.skips.skipped, "best": self.selection.best,
+            "commands": self.commands,
         }
         (self.out / (STATE + ".partial")).write_text(json.dumps(state, indent=2))
         os.replace(self.out / (STATE + ".partial"), self.out / STATE)
@@ -428,10 +435,13 @@ def train(args: argparse.Namespace) -> Path:
     scratch = weights_source is None and args.init_from is None
     head_epochs = 0 if scratch or args.init_from else args.head_epochs
     start, best = 0, None
+    # Every command that worked on this run, the first one that started it.
+    commands = [args.command]
     with strategy.scope():
         if args.resume:
             state = json.loads((out / STATE).read_text())
             start, best = state["epoch"], state.get("best")
+            commands = state.get("commands", []) + commands
             model = keras.models.load_model(out / CHECKPOINT)
             print(f"resuming after epoch {start} from {out / CHECKPOINT}", file=sys.stderr)
             if args.resume_lr is not None:
@@ -462,7 +472,7 @@ def train(args: argparse.Namespace) -> Path:
         monitor="fair_auc", mode="max", factor=0.3, patience=args.plateau_patience, min_lr=1e-6
     )
     callbacks = [
-        selection, plateau, Checkpoint(out, settings, skips, selection),
+        selection, plateau, Checkpoint(out, settings, skips, selection, commands),
         keras.callbacks.CSVLogger(out / HISTORY, append=True),
     ]
     # A progress bar on a terminal, one line per epoch in a log file.
@@ -491,7 +501,8 @@ def train(args: argparse.Namespace) -> Path:
         name=args.name,
         version=args.version,
         training={
-            "command": "python -m training.train " + shlex.join(sys.argv[1:]),
+            "command": commands[0],
+            "resumed_with": commands[1:],
             "settings": settings,
             "epochs": json.loads((out / STATE).read_text())["epoch"] if (out / STATE).is_file() else 0,
             "best_epoch": selection.best,
