@@ -121,12 +121,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--reframe-prob", type=cli.probability, default=AugmentConfig.reframe_prob,
         help="chance that a training draw is a random square window of at least "
-        f"{AugmentConfig.min_reframe:.0%} of the image, resized to the model's size as a face crop is",
+        # %% because argparse formats help texts with %.
+        f"{round(100 * AugmentConfig.min_reframe)} %% of the image, resized to the model's size as a face crop is",
     )
     parser.add_argument(
         "--zoom-out-prob", type=cli.probability, default=AugmentConfig.zoom_out_prob,
         help="chance that a training draw is shrunk to at least "
-        f"{AugmentConfig.min_zoom_out:.0%} of its side onto another training image, as a face crop shows "
+        f"{round(100 * AugmentConfig.min_zoom_out)} %% of its side onto another training image, as a face crop shows "
         "what surrounds the face",
     )
     parser.add_argument(
