@@ -134,18 +134,16 @@ def make_dataset(
 
 
 def surround_pool(
-    groups: dict[tuple[str, int], list[Example]], weights: dict[tuple[str, int], float], image_size: int,
-    skips: SkipLog, count: int = 256, seed: int = 0,
+    groups: Sequence[Sequence[Example]], chances: Sequence[float], image_size: int, skips: SkipLog,
+    count: int = 256, seed: int = 0,
 ) -> list[np.ndarray]:
-    """``count`` training images drawn like the batches (both classes equally), at ``image_size``, to surround
-    zoomed-out draws with (``training.augment.zoom_out``): held in memory, 48 MiB at 256 px."""
+    """``count`` training images drawn like the batches (a group by its chance, then one of its images), at
+    ``image_size``, to surround zoomed-out draws with (``training.augment.zoom_out``): 48 MiB at 256 px."""
     rng = np.random.default_rng(seed)
-    chosen = [group for group in sorted(groups) if weights.get(group, 0.0) > 0.0]
-    chances = np.array([weights[group] for group in chosen])
+    chances = np.asarray(chances, np.float64)
     pool = []
-    for index in rng.choice(len(chosen), size=count, p=chances / chances.sum()):
-        members = groups[chosen[index]]
-        example = members[int(rng.integers(len(members)))]
+    for index in rng.choice(len(groups), size=count, p=chances / chances.sum()):
+        example = groups[index][int(rng.integers(len(groups[index])))]
         try:
             pixels = load_image(example.path).pixels
         except (ImageError, OSError) as error:
@@ -183,10 +181,11 @@ def make_training_dataset(
         _slices(groups[group]).shuffle(len(groups[group]), seed=seed + index, reshuffle_each_iteration=True).repeat()
         for index, group in enumerate(chosen)
     ]
-    mixed = tf.data.Dataset.sample_from_datasets(streams, weights=[weights[group] for group in chosen], seed=seed)
+    chances = [weights[group] for group in chosen]
+    mixed = tf.data.Dataset.sample_from_datasets(streams, weights=chances, seed=seed)
 
     surrounds = (
-        surround_pool(groups, weights, image_size, skips, seed=seed)
+        surround_pool([groups[group] for group in chosen], chances, image_size, skips, seed=seed)
         if augment_config is not None and augment_config.zoom_out_prob > 0 else []
     )
 

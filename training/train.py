@@ -54,9 +54,10 @@ RESUMED_SETTINGS = (
     "reframe_prob", "zoom_out_prob", "init_from_model",
 )
 # What a run that predates a setting did, so that it can still be resumed.
-RESUMED_DEFAULTS = {"launder_prob": 0.3, "select_laundered": False, "init_from": None, "average_from": None,
-                    "reframe_prob": 0.0, "zoom_out_prob": 0.0,
-                    "init_from_model": None}
+RESUMED_DEFAULTS = {
+    "launder_prob": 0.3, "select_laundered": False, "init_from": None, "average_from": None, "reframe_prob": 0.0,
+    "zoom_out_prob": 0.0, "init_from_model": None,
+}
 
 
 def take_shape_from(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
