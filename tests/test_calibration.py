@@ -17,6 +17,7 @@ from training.calibration import (
     pick_threshold,
     sigmoid,
 )
+from training.launder import launder
 from training.layout import Example
 from training.scoring import score_examples
 
@@ -118,13 +119,18 @@ def test_folding_equals_applying_the_temperature():
         fold_temperature(model, 0.0)
 
 
-def test_calibrate_folds_and_records_in_metadata(tmp_path):
+def _synthetic_examples(folder, count: int = 24) -> list[Example]:
     examples = []
-    for seed in range(24):
+    for seed in range(count):
         fake = seed % 2 == 1
-        path = tmp_path / f"synth_{seed}.png"
+        path = folder / f"synth_{seed}.png"
         path.write_bytes(encode(face_like(seed, fake=fake)))
         examples.append(Example(path, int(fake), "synth"))
+    return examples
+
+
+def test_calibrate_folds_and_records_in_metadata(tmp_path):
+    examples = _synthetic_examples(tmp_path)
     (tmp_path / "broken.png").write_bytes(b"not an image")
     examples.append(Example(tmp_path / "broken.png", 0, "synth"))
     bundle = Bundle(_tiny_model_with_spread(), Metadata(backbone="tiny", image_size=TINY_SIZE, temperature=2.0))
@@ -144,6 +150,27 @@ def test_calibrate_folds_and_records_in_metadata(tmp_path):
     # The network computes in float32: logits of tens carry errors of a few 1e-6 in P(fake).
     np.testing.assert_allclose(after.p_fake, sigmoid(before.logits / result.temperature), atol=1e-5)
     assert (after.p_fake[after.labels == 0] >= meta.threshold).mean() <= 0.1
+    assert summary["laundered"] is False and "laundered_false_positive_rate" not in summary
+
+
+def test_calibrating_on_laundered_copies_holds_the_limit_for_them_too(tmp_path):
+    examples = _synthetic_examples(tmp_path, count=40)
+    clean, both = (Bundle(_tiny_model_with_spread(), Metadata(backbone="tiny", image_size=TINY_SIZE))
+                   for _ in range(2))
+
+    on_clean = calibrate(clean, examples, target_fpr=0.05, batch_size=8, progress=None)
+    on_both = calibrate(both, examples, target_fpr=0.05, batch_size=8, progress=None, laundered=True)
+
+    # The same network and the same clean images: the same temperature, and a threshold at least as strict.
+    assert on_both.temperature == pytest.approx(on_clean.temperature, rel=1e-6)
+    assert on_both.threshold >= on_clean.threshold
+    summary = both.metadata.metrics["calibration"]
+    assert summary["laundered"] is True
+    assert summary["false_positive_rate"] <= 0.05 and summary["laundered_false_positive_rate"] <= 0.05
+    washed = score_examples(both, examples, transform=launder, batch_size=8)
+    called = washed.p_fake[washed.labels == 0] >= both.metadata.threshold
+    assert summary["laundered_false_positive_rate"] == pytest.approx(called.mean())
+    assert summary["laundered_source_false_positive_rates"] == {"synth": pytest.approx(called.mean())}
 
 
 def test_recalibrate_writes_a_new_bundle_and_never_the_given_one(tiny_model_path, tiny_dataset, tmp_path, capsys):
@@ -161,3 +188,8 @@ def test_recalibrate_writes_a_new_bundle_and_never_the_given_one(tiny_model_path
     assert "pass --overwrite" in capsys.readouterr().err
     assert main([str(tiny_model_path), str(tiny_dataset), "--out", str(tiny_model_path), "--overwrite"]) == 2
     assert "the model itself" in capsys.readouterr().err
+    assert main([str(tiny_model_path), str(tiny_dataset), "--out", str(out), "--overwrite",
+                 "--calibrate-laundered"]) == 0
+    assert "; laundered, " in capsys.readouterr().err
+    calibration = load_bundle(out).metadata.metrics["calibration"]
+    assert calibration["laundered"] is True and calibration["laundered_false_positive_rate"] <= 0.01

@@ -240,11 +240,14 @@ def test_zooming_out_sets_the_shrunk_image_on_another():
         assert np.sum(np.all(framed == 7, axis=2)) == 64 * 64 - side * side
 
 
-def test_a_run_can_zoom_out_and_reframe_its_draws(tmp_path, tiny_dataset):
-    code, out = run(tmp_path, tiny_dataset, "--epochs", "1", "--zoom-out-prob", "1", "--reframe-prob", "1")
+def test_a_run_can_zoom_out_and_reframe_its_draws_and_calibrate_on_laundered_copies(tmp_path, tiny_dataset):
+    code, out = run(tmp_path, tiny_dataset, "--epochs", "1", "--zoom-out-prob", "1", "--reframe-prob", "1",
+                    "--calibrate-laundered")
     assert code == 0
     settings = json.loads((out / "state.json").read_text())["settings"]
     assert settings["zoom_out_prob"] == 1.0 and settings["reframe_prob"] == 1.0
+    calibration = load_bundle(out / "model.keras").metadata.metrics["calibration"]
+    assert calibration["laundered"] is True and calibration["laundered_false_positive_rate"] <= 0.01
 
 
 def test_selection_keeps_the_best_epoch(trained):

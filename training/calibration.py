@@ -21,6 +21,7 @@ import numpy as np
 from aiface.bundle import Bundle
 from training import metrics
 from training.backbones import LOGITS_LAYER, PROBABILITIES_LAYER
+from training.launder import launder
 from training.layout import Example
 from training.scoring import score_examples
 
@@ -141,6 +142,13 @@ class Calibration:
     summary: dict
 
 
+def _source_false_positive_rates(p_fake, labels, sources, threshold: float) -> dict[str, float]:
+    return {
+        source: float(np.mean(p_fake[(sources == source) & (labels == 0)] >= threshold))
+        for source in sorted(set(sources[labels == 0]))
+    }
+
+
 def calibrate(
     bundle: Bundle,
     examples: list[Example],
@@ -148,13 +156,18 @@ def calibrate(
     batch_size: int = 64,
     progress: str | None = "calibrate",
     max_source_fpr: float | None = None,
+    laundered: bool = False,
 ) -> Calibration:
     """Fit T on ``examples`` (the valid split), fold it into the model, pick the threshold.
 
     The threshold calls at most ``target_fpr`` of all real faces fake and,
     with ``max_source_fpr``, at most that share of any one source's real
     faces: an overall rate can hide one kind of photo (one camera, one
-    collection) whose owners are accused far more often.
+    collection) whose owners are accused far more often. With ``laundered``
+    the same limits also hold for laundered copies of the images
+    (``training.launder``: downscaled and re-compressed, as a photo passed
+    around social networks is), at the cost of fakes caught on clean ones;
+    the temperature is still fitted on the images as they are.
 
     Writes ``temperature``, ``threshold``, ``target_fpr`` and
     ``metrics["calibration"]`` into ``bundle.metadata``. Calibrating an
@@ -164,12 +177,21 @@ def calibrate(
     scores = score_examples(bundle, examples, batch_size=batch_size, progress=progress)
     if not scores.examples:
         raise ValueError("no readable images to calibrate on")
+    washed = (
+        score_examples(bundle, examples, transform=launder, batch_size=batch_size,
+                       progress=progress and f"{progress} (laundered)")
+        if laundered else None
+    )
     labels = scores.labels
     temperature = fit_temperature_to_logits(scores.logits, labels)
     fold_temperature(bundle.model, temperature)
     calibrated = sigmoid(scores.logits / temperature)
     sources = scores.sources
     threshold = pick_source_threshold(calibrated, labels, sources, target_fpr, max_source_fpr)
+    if washed is not None:
+        washed_p = sigmoid(washed.logits / temperature)
+        threshold = max(threshold, pick_source_threshold(washed_p, washed.labels, washed.sources, target_fpr,
+                                                         max_source_fpr))
     at_threshold = metrics.summary(labels, calibrated, threshold)
     summary = {
         "images": int(labels.size),
@@ -182,11 +204,15 @@ def calibrate(
         "false_positive_rate": at_threshold["false_positive_rate"],
         "recall_fake": at_threshold["recall_fake"],
         "max_source_fpr": max_source_fpr,
-        "source_false_positive_rates": {
-            source: float(np.mean(calibrated[(sources == source) & (labels == 0)] >= threshold))
-            for source in sorted(set(sources[labels == 0]))
-        },
+        "source_false_positive_rates": _source_false_positive_rates(calibrated, labels, sources, threshold),
+        "laundered": laundered,
     }
+    if washed is not None:
+        on_washed = metrics.summary(washed.labels, washed_p, threshold)
+        summary["laundered_false_positive_rate"] = on_washed["false_positive_rate"]
+        summary["laundered_recall_fake"] = on_washed["recall_fake"]
+        summary["laundered_source_false_positive_rates"] = _source_false_positive_rates(
+            washed_p, washed.labels, washed.sources, threshold)
     metadata = bundle.metadata
     metadata.temperature = float(metadata.temperature * temperature)
     metadata.threshold = threshold

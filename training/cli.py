@@ -53,6 +53,22 @@ def probability(text: str) -> float:
     return value
 
 
+def add_calibration_arguments(parser: argparse.ArgumentParser) -> None:
+    """The threshold's limits, as ``training.calibration.calibrate`` takes them."""
+    parser.add_argument(
+        "--target-fpr", type=probability, default=0.01, help="share of all real faces in valid called fake"
+    )
+    parser.add_argument(
+        "--max-source-fpr", type=probability, default=0.03,
+        help="share of any one source's real faces in valid called fake",
+    )
+    parser.add_argument(
+        "--calibrate-laundered", action="store_true",
+        help="both limits also hold for laundered copies of valid (128 px + JPEG 40), as for photos "
+        "re-compressed on their way to you; fewer fakes are caught",
+    )
+
+
 def fail(error: BaseException | str) -> int:
     """Print ``error: ...`` on stderr and return the usage-error exit code."""
     print(f"error: {error}", file=sys.stderr)

@@ -1,7 +1,7 @@
 """Calibrate a trained model again, on your own held-out images, into a new bundle.
 
     python -m training.recalibrate MODEL DATA_DIR --out NEW.keras [--split valid]
-        [--target-fpr 0.01] [--max-source-fpr 0.03] [--overwrite]
+        [--target-fpr 0.01] [--max-source-fpr 0.03] [--calibrate-laundered] [--overwrite]
 
 Fits the remaining temperature correction on DATA_DIR's split (the 140k
 layout; a sources.csv names the sources for the per-source limit), folds it
@@ -18,7 +18,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from training.cli import fail, probability
+from training.cli import add_calibration_arguments, fail
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -27,8 +27,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("data_dir", type=Path, help="folder in the 140k layout")
     parser.add_argument("--out", type=Path, required=True, help="the new bundle's .keras path")
     parser.add_argument("--split", default="valid", choices=("train", "valid", "test"))
-    parser.add_argument("--target-fpr", type=probability, default=0.01, help="share of all real faces called fake")
-    parser.add_argument("--max-source-fpr", type=probability, default=0.03, help="share of any one source's real faces")
+    add_calibration_arguments(parser)
     parser.add_argument("--overwrite", action="store_true", help="replace an existing bundle at --out")
     args = parser.parse_args(argv)
     if args.out.suffix != ".keras":
@@ -47,12 +46,14 @@ def recalibrate(args: argparse.Namespace) -> Path:
 
     bundle = load_bundle(args.model)
     result = calibrate(bundle, list_split(args.data_dir, args.split), target_fpr=args.target_fpr,
-                       max_source_fpr=args.max_source_fpr)
+                       max_source_fpr=args.max_source_fpr, laundered=args.calibrate_laundered)
     path = save_bundle(bundle, args.out, overwrite=True)
     summary = result.summary
+    laundered = (f"; laundered, {summary['laundered_false_positive_rate']:.1%} and "
+                 f"{summary['laundered_recall_fake']:.1%}" if summary["laundered"] else "")
     print(f"wrote {path}: temperature x{result.temperature:.3f}, threshold {result.threshold:.4f}; on "
           f"{summary['images']} images {summary['false_positive_rate']:.1%} of reals called fake, "
-          f"{summary['recall_fake']:.1%} of fakes caught", file=sys.stderr)
+          f"{summary['recall_fake']:.1%} of fakes caught{laundered}", file=sys.stderr)
     return path
 
 

@@ -155,13 +155,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--fair-share", type=cli.probability, default=0.5, help="share of every batch drawn from the fair sources"
     )
     parser.add_argument("--exclude-source", action="append", default=[], help="leave a source out of train and valid")
-    parser.add_argument(
-        "--target-fpr", type=cli.probability, default=0.01, help="false-positive rate on real faces for the threshold"
-    )
-    parser.add_argument(
-        "--max-source-fpr", type=cli.probability, default=0.03,
-        help="the threshold also calls at most this share of any one source's real faces in valid fake",
-    )
+    cli.add_calibration_arguments(parser)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--name", help="the model's name in its metadata (default: the --out folder's name)")
     parser.add_argument("--version", default="0.1.0")
@@ -517,7 +511,8 @@ def train(args: argparse.Namespace) -> Path:
         },
     )
     bundle = Bundle(final, metadata)
-    calibrate(bundle, valid_examples, target_fpr=args.target_fpr, max_source_fpr=args.max_source_fpr)
+    calibrate(bundle, valid_examples, target_fpr=args.target_fpr, max_source_fpr=args.max_source_fpr,
+              laundered=args.calibrate_laundered)
     path = save_bundle(bundle, out / MODEL, overwrite=True)
     print(
         f"wrote {path}: temperature {metadata.temperature:.3f}, threshold {metadata.threshold:.4f} "
