@@ -226,10 +226,21 @@ async function fetchImage(url, access) {
   return blob;
 }
 
+// Extension messages are JSON: bytes travel as base64. A check sends the same
+// file up to three times (compare, classify, encode), so each file is
+// encoded once.
+const encodedFiles = new WeakMap();
+
+function encodedFile(blob) {
+  if (!encodedFiles.has(blob)) {
+    encodedFiles.set(blob, toBase64(blob));
+  }
+  return encodedFiles.get(blob);
+}
+
 async function toOffscreen(type, blob, fields) {
   await ensureOffscreenDocument();
-  // Extension messages are JSON: bytes travel as base64.
-  const reply = await chrome.runtime.sendMessage({ target: 'offscreen', type, image: await toBase64(blob),
+  const reply = await chrome.runtime.sendMessage({ target: 'offscreen', type, image: await encodedFile(blob),
     mimeType: blob.type, ...fields });
   if (!reply) {
     throw new Error('the offscreen document did not answer');
