@@ -106,28 +106,18 @@ def _tiny(image_size: int | None, imagenet: bool) -> keras.Model:
     return keras.Model(inputs, x, name="tiny")
 
 
+def _lite(build_base: Callable[[int, bool], keras.Model], covariance_taps: tuple[str, ...]) -> Backbone:
+    # (x - 127) / 128: the TF Lite models were trained so (the weights are
+    # converted from Google's checkpoint), not with ImageNet mean/std; the
+    # stem's BatchNorm statistics confirm it (training/convert_efficientnet_lite.py).
+    return Backbone(build_base=build_base, mean=(127.0, 127.0, 127.0), variance=(128.0**2, 128.0**2, 128.0**2),
+                    bgr=False, last_conv_layer=LITE_LAST_CONV, covariance_taps=covariance_taps)
+
+
 BACKBONES = {
-    "efficientnet_lite0": Backbone(
-        build_base=_lite0,
-        # (x - 127) / 128: the TF Lite models were trained so (the weights are
-        # converted from Google's checkpoint), not with ImageNet mean/std; the
-        # stem's BatchNorm statistics confirm it (training/convert_efficientnet_lite.py).
-        mean=(127.0, 127.0, 127.0),
-        variance=(128.0**2, 128.0**2, 128.0**2),
-        bgr=False,
-        last_conv_layer=LITE_LAST_CONV,
-        # The ends of the stride-8 (40 channels) and stride-16 (112 channels) stages.
-        covariance_taps=("blocks_4_add", "blocks_10_add"),
-    ),
-    "efficientnet_lite2": Backbone(
-        build_base=_lite2,
-        mean=(127.0, 127.0, 127.0),
-        variance=(128.0**2, 128.0**2, 128.0**2),
-        bgr=False,
-        last_conv_layer=LITE_LAST_CONV,
-        # As for Lite0: the ends of the stride-8 (48 channels) and stride-16 (120 channels) stages.
-        covariance_taps=("blocks_6_add", "blocks_14_add"),
-    ),
+    # The ends of the stride-8 and stride-16 stages: 40 and 112 channels in Lite0, 48 and 120 in Lite2.
+    "efficientnet_lite0": _lite(_lite0, ("blocks_4_add", "blocks_10_add")),
+    "efficientnet_lite2": _lite(_lite2, ("blocks_6_add", "blocks_14_add")),
     "resnet50": Backbone(
         build_base=_resnet50,
         # keras.applications.resnet50.preprocess_input ("caffe" mode), in BGR order.
