@@ -10,7 +10,7 @@ import pytest
 from aiface.bundle import load_bundle
 from helpers import face_like
 from training import backbones
-from training.augment import AugmentConfig, cut_mix, degrade, random_crop, reframe, zoom_out
+from training.augment import AugmentConfig, degrade, random_crop, reframe, zoom_out
 from training.data import SkipLog, make_training_dataset, sampling_weights
 from training.layout import Example, list_split
 from training.train import main
@@ -240,38 +240,12 @@ def test_zooming_out_sets_the_shrunk_image_on_another():
         assert np.sum(np.all(framed == 7, axis=2)) == 64 * 64 - side * side
 
 
-def test_cut_mixing_takes_one_rectangle_from_the_same_place_in_the_partner():
-    pixels = face_like(4, size=64)
-    partner = np.full((64, 64, 3), 7, np.uint8)
-    assert cut_mix(pixels, np.random.default_rng(0), partner) is pixels  # off by default
-    always = AugmentConfig(cut_mix_prob=1.0, cut_mix_sides=(0.25, 0.5))
-    for seed in range(10):
-        mixed = cut_mix(pixels, np.random.default_rng(seed), partner, always)
-        pasted = np.argwhere(np.all(mixed == 7, axis=2))
-        (top, left), (bottom, right) = pasted.min(axis=0), pasted.max(axis=0) + 1
-        assert 16 <= bottom - top <= 32 and 16 <= right - left <= 32
-        assert len(pasted) == (bottom - top) * (right - left)  # one solid rectangle
-        outside = np.ones((64, 64), bool)
-        outside[top:bottom, left:right] = False
-        np.testing.assert_array_equal(mixed[outside], pixels[outside])  # the rest untouched
-    assert not np.any(pixels == 7)  # the draw itself is not written to
-
-
-def test_cut_mixing_brings_a_partner_of_another_size_to_the_draws():
-    pixels = face_like(5, size=48)
-    partner = np.full((30, 90, 3), 250, np.uint8)
-    mixed = cut_mix(pixels, np.random.default_rng(1), partner, AugmentConfig(cut_mix_prob=1.0))
-    assert mixed.shape == pixels.shape and mixed.dtype == np.uint8 and np.any(mixed == 250)
-    with pytest.raises(ValueError, match="cut_mix_sides"):
-        AugmentConfig(cut_mix_sides=(0.6, 0.2))
-
-
-def test_a_run_can_cut_mix_zoom_out_and_reframe_its_draws_and_calibrate_on_laundered_copies(tmp_path, tiny_dataset):
+def test_a_run_can_zoom_out_and_reframe_its_draws_and_calibrate_on_laundered_copies(tmp_path, tiny_dataset):
     code, out = run(tmp_path, tiny_dataset, "--epochs", "1", "--zoom-out-prob", "1", "--reframe-prob", "1",
-                    "--cut-mix-prob", "1", "--calibrate-laundered")
+                    "--calibrate-laundered")
     assert code == 0
     settings = json.loads((out / "state.json").read_text())["settings"]
-    assert settings["zoom_out_prob"] == 1.0 and settings["reframe_prob"] == 1.0 and settings["cut_mix_prob"] == 1.0
+    assert settings["zoom_out_prob"] == 1.0 and settings["reframe_prob"] == 1.0
     calibration = load_bundle(out / "model.keras").metadata.metrics["calibration"]
     assert calibration["laundered"] is True and calibration["laundered_false_positive_rate"] <= 0.01
 

@@ -6,11 +6,8 @@ label (``../shared/data/README.md``). Randomising exactly those, with the
 same distribution for both classes, leaves the generation artefacts as the
 only signal that holds across every image.
 
-Five stages, so that the artefacts are seen at the scale the model scores
-them: ``cut_mix`` (with probability ``cut_mix_prob``, a rectangle of the
-image replaced by the same rectangle of another image of its source and
-class: every region of a draw then carries the evidence of its label, and the
-few fair-pair images make many more distinct draws); ``degrade`` (on the decoded pixels, with probability
+Four stages, so that the artefacts are seen at the scale the model scores
+them: ``degrade`` (on the decoded pixels, with probability
 ``degrade_prob``: resampling, blur, colour jitter, JPEG re-compression, the
 evaluation's laundering); ``zoom_out`` (with probability ``zoom_out_prob``,
 the image shrunk by the shared resize and set at a random place on another
@@ -33,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter
 
-from aiface.preprocess import center_square, resize, resize_axis
+from aiface.preprocess import center_square, resize
 from training.launder import jpeg_recompress, launder
 
 
@@ -60,48 +57,13 @@ class AugmentConfig:
     # that only the face in the middle tells the label.
     zoom_out_prob: float = 0.0
     min_zoom_out: float = 0.7  # the shrunk image's side, at least this fraction of the frame's
-    # Chance that a rectangle of a draw comes from another image of the same source and class. The fair pairs
-    # have 1,724 training images, which the network learns by heart (99 % training accuracy); pasting at the
-    # same place keeps the aligned faces aligned, and both classes get it alike, seams included.
-    cut_mix_prob: float = 0.0
-    cut_mix_sides: tuple[float, float] = (0.25, 0.6)  # the rectangle's sides, as fractions of the image's
-
 
     def __post_init__(self):
         for name in ("degrade_prob", "launder_prob", "downscale_prob", "blur_prob", "jitter_prob", "jpeg_prob",
-                     "reframe_prob", "min_reframe", "zoom_out_prob", "min_zoom_out", "cut_mix_prob"):
+                     "reframe_prob", "min_reframe", "zoom_out_prob", "min_zoom_out"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {value}")
-        low, high = self.cut_mix_sides
-        if not 0.0 < low <= high <= 1.0:
-            raise ValueError(f"cut_mix_sides must satisfy 0 < low <= high <= 1, got {self.cut_mix_sides}")
-
-
-def cut_mix(pixels: np.ndarray, rng: np.random.Generator, partner: np.ndarray,
-            config: AugmentConfig = AugmentConfig()) -> np.ndarray:
-    """With probability ``cut_mix_prob`` a copy of ``pixels`` with a random rectangle (sides in ``cut_mix_sides``
-    of the image's) taken from the same place in ``partner``, brought to ``pixels``' size by the shared resize
-    first if it differs (pass an image of the same source and class). Else ``pixels``."""
-    if rng.random() >= config.cut_mix_prob:
-        return pixels
-    height, width = pixels.shape[:2]
-    if partner.shape[:2] != (height, width):
-        partner = resize_to(partner, height, width)
-    low, high = config.cut_mix_sides
-    rows = max(1, round(height * rng.uniform(low, high)))
-    cols = max(1, round(width * rng.uniform(low, high)))
-    top = int(rng.integers(0, height - rows + 1))
-    left = int(rng.integers(0, width - cols + 1))
-    mixed = pixels.copy()
-    mixed[top : top + rows, left : left + cols] = partner[top : top + rows, left : left + cols]
-    return mixed
-
-
-def resize_to(pixels: np.ndarray, height: int, width: int) -> np.ndarray:
-    """8-bit ``pixels`` brought to ``height`` x ``width`` by the shared antialiased resize, one axis at a time."""
-    resized = resize_axis(resize_axis(pixels, height, 0), width, 1)
-    return np.clip(np.round(resized), 0, 255).astype(np.uint8)
 
 
 def degrade(pixels: np.ndarray, rng: np.random.Generator, config: AugmentConfig = AugmentConfig()) -> np.ndarray:

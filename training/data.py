@@ -25,7 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 from aiface.preprocess import ImageError, load_image, to_model_input
-from training.augment import AugmentConfig, cut_mix, degrade, random_crop, reframe, zoom_out
+from training.augment import AugmentConfig, degrade, random_crop, reframe, zoom_out
 from training.cli import FAIR_SOURCES
 from training.layout import Example
 
@@ -84,7 +84,7 @@ def sampling_weights(
 
 
 def _loader(image_size: int, skips: SkipLog, transform):
-    """A tf.data map function: path -> (image, ok); ``transform(pixels, rng, path) -> model input``."""
+    """A tf.data map function: path -> (image, ok); ``transform(pixels, rng) -> model input``."""
     draws = itertools.count()
 
     def load(path: bytes, seed: int) -> tuple[np.ndarray, bool]:
@@ -97,7 +97,7 @@ def _loader(image_size: int, skips: SkipLog, transform):
         # One random stream per load, from the seed and a counter, so that
         # parallel decoding threads never share a generator.
         rng = np.random.default_rng([int(seed), next(draws)])
-        return np.ascontiguousarray(transform(pixels, rng, name), dtype=np.float32), True
+        return np.ascontiguousarray(transform(pixels, rng), dtype=np.float32), True
 
     return load
 
@@ -128,7 +128,7 @@ def make_dataset(
     """(images, labels) batches of full frames, in order, as they are scored; ``distort``
     (decoded pixels -> pixels, e.g. the laundering) is applied before the shared preprocessing."""
     load = _loader(
-        image_size, skips, lambda pixels, rng, path: to_model_input(distort(pixels) if distort else pixels, image_size)
+        image_size, skips, lambda pixels, rng: to_model_input(distort(pixels) if distort else pixels, image_size)
     )
     return _batches(_slices(examples), load, image_size, batch_size, seed=0, stateful=False)
 
@@ -153,24 +153,6 @@ def surround_pool(
     return pool
 
 
-def partner_pools(
-    groups: dict[tuple[str, int], Sequence[Example]], skips: SkipLog, per_group: int = 32, seed: int = 0,
-) -> dict[tuple[str, int], list[np.ndarray]]:
-    """Up to ``per_group`` decoded images of each (source, label) group, to cut-mix its draws with
-    (``training.augment.cut_mix``): about 75 MiB for twelve groups of 256 px images."""
-    rng = np.random.default_rng(seed)
-    pools = {}
-    for key, members in groups.items():
-        pool = []
-        for index in rng.permutation(len(members))[:per_group]:
-            try:
-                pool.append(load_image(members[index].path).pixels)
-            except (ImageError, OSError) as error:
-                skips.add(str(members[index].path), str(error))
-        pools[key] = pool
-    return pools
-
-
 def make_training_dataset(
     examples: Sequence[Example],
     image_size: int,
@@ -184,8 +166,8 @@ def make_training_dataset(
 ) -> tf.data.Dataset:
     """An endless stream of augmented ``crop_size`` batches, drawn by source with ``weights``.
 
-    Each image is cut-mixed with another of its source and class, degraded,
-    zoomed out onto another training image and reframed (each by chance), brought to ``image_size`` by the shared
+    Each image is degraded, zoomed out onto another training image and
+    reframed (each by chance), brought to ``image_size`` by the shared
     preprocessing, as the server does, and cropped to ``crop_size`` without
     resampling.
     """
@@ -207,17 +189,8 @@ def make_training_dataset(
         if augment_config is not None and augment_config.zoom_out_prob > 0 else []
     )
 
-    partners = (
-        partner_pools({group: groups[group] for group in chosen}, skips, seed=seed)
-        if augment_config is not None and augment_config.cut_mix_prob > 0 else {}
-    )
-    group_of = {str(example.path): (example.source, example.label) for example in examples}
-
-    def transform(pixels: np.ndarray, rng: np.random.Generator, path: str) -> np.ndarray:
+    def transform(pixels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         if augment_config is not None:
-            pool = partners.get(group_of[path])
-            if pool:
-                pixels = cut_mix(pixels, rng, pool[int(rng.integers(len(pool)))], augment_config)
             pixels = degrade(pixels, rng, augment_config)
             if surrounds:
                 pixels = zoom_out(pixels, rng, surrounds[int(rng.integers(len(surrounds)))], augment_config)

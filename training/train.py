@@ -51,12 +51,12 @@ RESUMED_SETTINGS = (
     "backbone", "head", "image_size", "crop_size", "batch_size", "steps_per_epoch", "head_epochs", "lr",
     "fine_tune_lr", "unfreeze", "weights", "seed", "augment", "degrade_prob", "fair_source", "fair_share",
     "exclude_source", "target_fpr", "name", "version", "launder_prob", "select_laundered", "init_from", "average_from",
-    "reframe_prob", "zoom_out_prob", "init_from_model", "cut_mix_prob",
+    "reframe_prob", "zoom_out_prob", "init_from_model",
 )
 # What a run that predates a setting did, so that it can still be resumed.
 RESUMED_DEFAULTS = {
     "launder_prob": 0.3, "select_laundered": False, "init_from": None, "average_from": None, "reframe_prob": 0.0,
-    "zoom_out_prob": 0.0, "init_from_model": None, "cut_mix_prob": 0.0,
+    "zoom_out_prob": 0.0, "init_from_model": None,
 }
 
 
@@ -131,11 +131,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="chance that a training draw is shrunk to at least "
         f"{round(100 * AugmentConfig.min_zoom_out)} %% of its side onto another training image, as a face crop shows "
         "what surrounds the face",
-    )
-    parser.add_argument(
-        "--cut-mix-prob", type=cli.probability, default=AugmentConfig.cut_mix_prob,
-        help="chance that a rectangle of a training draw is taken from the same place in another image of its "
-        "source and class",
     )
     parser.add_argument(
         "--select-laundered", action="store_true",
@@ -411,7 +406,7 @@ def train(args: argparse.Namespace) -> Path:
         seed=args.seed,
         augment_config=AugmentConfig(
             degrade_prob=args.degrade_prob, launder_prob=args.launder_prob, reframe_prob=args.reframe_prob,
-            zoom_out_prob=args.zoom_out_prob, cut_mix_prob=args.cut_mix_prob,
+            zoom_out_prob=args.zoom_out_prob,
         )
         if args.augment else None,
     )
