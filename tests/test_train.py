@@ -103,9 +103,6 @@ def test_bad_options_fail_with_one_clear_line(tmp_path, tiny_dataset, capsys, ex
         (("--head", "max"), "invalid choice: 'max'"),
         (("--resume-lr", "1e-5"), "--resume-lr needs --resume"),
         (("--backbone", "vgg"), "invalid choice: 'vgg'"),
-        (("--consistency", "-1"), "--consistency must be a weight of at least 0"),
-        (("--consistency", "0.1", "--batch-size", "7"), "--batch-size must be even"),
-        (("--consistency", "0.1", "--no-augment"), "cannot be used with --no-augment"),
     ],
 )
 def test_bad_settings_are_usage_errors(tmp_path, tiny_dataset, capsys, extra, message):
@@ -251,34 +248,6 @@ def test_a_run_can_zoom_out_and_reframe_its_draws_and_calibrate_on_laundered_cop
     assert settings["zoom_out_prob"] == 1.0 and settings["reframe_prob"] == 1.0
     calibration = load_bundle(out / "model.keras").metadata.metrics["calibration"]
     assert calibration["laundered"] is True and calibration["laundered_false_positive_rate"] <= 0.01
-
-
-def test_paired_batches_hold_each_draw_as_it_is_and_degraded_side_by_side(tiny_dataset):
-    examples = list_split(tiny_dataset, "train")
-    config = AugmentConfig(launder_prob=1.0, reframe_prob=1.0, zoom_out_prob=1.0)
-    data = make_training_dataset(examples, 32, 24, 8, skips=SkipLog(), weights=sampling_weights(examples),
-                                 augment_config=config, paired=True)
-    images, labels = (t.numpy() for t in next(iter(data)))
-    assert images.shape == (8, 24, 24, 3)
-    assert np.array_equal(labels[0::2], labels[1::2])
-    for clean, degraded in zip(images[0::2], images[1::2], strict=True):
-        # One framing, crop and flip for both: the laundered copy differs, but only as laundering does.
-        assert not np.array_equal(clean, degraded)
-        assert np.corrcoef(clean.ravel(), degraded.ravel())[0, 1] > 0.9
-    # Twins are closer to each other than to the next draw's views.
-    gaps = [np.abs(images[i] - images[i + 1]).mean() for i in range(0, 8, 2)]
-    others = [np.abs(images[i] - images[i + 2]).mean() for i in range(0, 6, 2)]
-    assert max(gaps) < min(others)
-
-
-def test_a_run_with_consistency_trains_on_pairs_and_can_be_resumed(tmp_path, tiny_dataset):
-    code, out = run(tmp_path, tiny_dataset, "--epochs", "1", "--head-epochs", "1", "--consistency", "0.1")
-    assert code == 0
-    code, _ = run(tmp_path, tiny_dataset, "--epochs", "2", "--resume")
-    assert code == 0
-    settings = load_bundle(out / "model.keras").metadata.training["settings"]
-    assert settings["consistency"] == 0.1
-    assert json.loads((out / "state.json").read_text())["epoch"] == 2
 
 
 def test_selection_keeps_the_best_epoch(trained):

@@ -20,7 +20,6 @@ import sys
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 
 import numpy as np
 import tensorflow as tf
@@ -84,8 +83,8 @@ def sampling_weights(
     return weights
 
 
-def _loader(skips: SkipLog, transform, shape: tuple[int, ...]):
-    """A tf.data map function: path -> (image, ok); ``transform(pixels, rng) -> model input`` of ``shape``."""
+def _loader(image_size: int, skips: SkipLog, transform):
+    """A tf.data map function: path -> (image, ok); ``transform(pixels, rng) -> model input``."""
     draws = itertools.count()
 
     def load(path: bytes, seed: int) -> tuple[np.ndarray, bool]:
@@ -94,7 +93,7 @@ def _loader(skips: SkipLog, transform, shape: tuple[int, ...]):
             pixels = load_image(name).pixels
         except (ImageError, OSError) as error:
             skips.add(name, str(error))
-            return np.zeros(shape, np.float32), False
+            return np.zeros((image_size, image_size, 3), np.float32), False
         # One random stream per load, from the seed and a counter, so that
         # parallel decoding threads never share a generator.
         rng = np.random.default_rng([int(seed), next(draws)])
@@ -103,27 +102,17 @@ def _loader(skips: SkipLog, transform, shape: tuple[int, ...]):
     return load
 
 
-def _batches(dataset: tf.data.Dataset, load, size: int, batch_size: int, seed: int, stateful: bool,
-             paired: bool = False):
-    """Batches of ``batch_size`` images; ``paired``: ``load`` gives two views of each draw, which stay side by side
-    (``[a0, b0, a1, b1, ...]``), ``batch_size // 2`` draws a batch."""
-    shape = (2, size, size, 3) if paired else (size, size, 3)
-
+def _batches(dataset: tf.data.Dataset, load, size: int, batch_size: int, seed: int, stateful: bool):
     def load_op(path, label):
         image, ok = tf.numpy_function(load, [path, seed], [tf.float32, tf.bool], stateful=stateful)
-        image.set_shape(shape)
+        image.set_shape((size, size, 3))
         ok.set_shape(())
         return image, ok, label
 
     dataset = dataset.map(load_op, num_parallel_calls=tf.data.AUTOTUNE, deterministic=not stateful)
     dataset = dataset.filter(lambda image, ok, label: ok)
     dataset = dataset.map(lambda image, ok, label: (image, label))
-    if not paired:
-        return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
-    dataset = dataset.batch(max(1, batch_size // 2)).map(
-        lambda images, labels: (tf.reshape(images, (-1, size, size, 3)), tf.repeat(labels, 2))
-    )
-    return dataset.prefetch(tf.data.AUTOTUNE)
+    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
 def _slices(examples: Sequence[Example]) -> tf.data.Dataset:
@@ -139,8 +128,7 @@ def make_dataset(
     """(images, labels) batches of full frames, in order, as they are scored; ``distort``
     (decoded pixels -> pixels, e.g. the laundering) is applied before the shared preprocessing."""
     load = _loader(
-        skips, lambda pixels, rng: to_model_input(distort(pixels) if distort else pixels, image_size),
-        (image_size, image_size, 3),
+        image_size, skips, lambda pixels, rng: to_model_input(distort(pixels) if distort else pixels, image_size)
     )
     return _batches(_slices(examples), load, image_size, batch_size, seed=0, stateful=False)
 
@@ -175,7 +163,6 @@ def make_training_dataset(
     weights: dict[tuple[str, int], float],
     seed: int = 0,
     augment_config: AugmentConfig | None = AugmentConfig(),
-    paired: bool = False,
 ) -> tf.data.Dataset:
     """An endless stream of augmented ``crop_size`` batches, drawn by source with ``weights``.
 
@@ -183,10 +170,6 @@ def make_training_dataset(
     reframed (each by chance), brought to ``image_size`` by the shared
     preprocessing, as the server does, and cropped to ``crop_size`` without
     resampling.
-
-    ``paired`` (for ``training.consistency``): each draw comes twice, side by
-    side in its batch, with the same framing, crop and flip: as it is, then
-    degraded (``degrade`` with certainty; ``launder_prob`` of them laundered).
     """
     if crop_size > image_size:
         raise ValueError(f"the crop ({crop_size} px) must not be larger than the image size ({image_size} px)")
@@ -206,28 +189,13 @@ def make_training_dataset(
         if augment_config is not None and augment_config.zoom_out_prob > 0 else []
     )
 
-    def frame(pixels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    def transform(pixels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         if augment_config is not None:
+            pixels = degrade(pixels, rng, augment_config)
             if surrounds:
                 pixels = zoom_out(pixels, rng, surrounds[int(rng.integers(len(surrounds)))], augment_config)
             pixels = reframe(pixels, rng, augment_config)
         return random_crop(to_model_input(pixels, image_size), crop_size, rng)
 
-    def transform(pixels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        if augment_config is not None:
-            pixels = degrade(pixels, rng, augment_config)
-        return frame(pixels, rng)
-
-    certain = None if augment_config is None else replace(augment_config, degrade_prob=1.0)
-
-    def transform_pair(pixels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        # One framing for both views: a generator of its own, started alike for each.
-        framing = int(rng.integers(2**63))
-        degraded = degrade(pixels, rng, certain) if certain is not None else pixels
-        return np.stack([frame(view, np.random.default_rng(framing)) for view in (pixels, degraded)])
-
-    if paired:
-        load = _loader(skips, transform_pair, (2, crop_size, crop_size, 3))
-    else:
-        load = _loader(skips, transform, (crop_size, crop_size, 3))
-    return _batches(mixed, load, crop_size, batch_size, seed=seed, stateful=True, paired=paired)
+    load = _loader(crop_size, skips, transform)
+    return _batches(mixed, load, crop_size, batch_size, seed=seed, stateful=True)

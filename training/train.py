@@ -51,12 +51,12 @@ RESUMED_SETTINGS = (
     "backbone", "head", "image_size", "crop_size", "batch_size", "steps_per_epoch", "head_epochs", "lr",
     "fine_tune_lr", "unfreeze", "weights", "seed", "augment", "degrade_prob", "fair_source", "fair_share",
     "exclude_source", "target_fpr", "name", "version", "launder_prob", "select_laundered", "init_from", "average_from",
-    "reframe_prob", "zoom_out_prob", "init_from_model", "consistency",
+    "reframe_prob", "zoom_out_prob", "init_from_model",
 )
 # What a run that predates a setting did, so that it can still be resumed.
 RESUMED_DEFAULTS = {
     "launder_prob": 0.3, "select_laundered": False, "init_from": None, "average_from": None, "reframe_prob": 0.0,
-    "zoom_out_prob": 0.0, "init_from_model": None, "consistency": 0.0,
+    "zoom_out_prob": 0.0, "init_from_model": None,
 }
 
 
@@ -133,11 +133,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "what surrounds the face",
     )
     parser.add_argument(
-        "--consistency", type=float, default=0.0, metavar="WEIGHT",
-        help="train on each draw as it is and degraded, side by side, and add WEIGHT times the squared gap "
-        "between the degraded copy's logit and the original's to the loss (0: off; --degrade-prob is then unused)",
-    )
-    parser.add_argument(
         "--select-laundered", action="store_true",
         help="select epochs on the fair pairs' valid AUC averaged over their images as they are and laundered",
     )
@@ -186,12 +181,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.name = args.name or Path(args.out).resolve().name
     if args.crop_size > args.image_size:
         parser.error(f"--crop-size ({args.crop_size}) must not exceed --image-size ({args.image_size})")
-    if not 0.0 <= args.consistency < float("inf"):
-        parser.error(f"--consistency must be a weight of at least 0, not {args.consistency}")
-    if args.consistency > 0 and not args.augment:
-        parser.error("--consistency compares each draw with a degraded copy; it cannot be used with --no-augment")
-    if args.consistency > 0 and args.batch_size % 2:
-        parser.error(f"--consistency takes draws in pairs: --batch-size must be even, not {args.batch_size}")
     return args
 
 
@@ -216,16 +205,11 @@ warnings.filterwarnings("ignore", message="`shuffle=True` was passed")
 from aiface.bundle import CLASS_NAMES, Bundle, Metadata, load_bundle, save_bundle  # noqa: E402
 from training import backbones  # noqa: E402
 from training.calibration import calibrate, fold_temperature  # noqa: E402
-from training.consistency import ConsistencyLoss  # noqa: E402
 from training.data import SkipLog, make_dataset, make_training_dataset, sampling_weights  # noqa: E402
 from training.distribute import make_strategy  # noqa: E402
 from training.launder import launder  # noqa: E402
 from training.layout import Example, LayoutError, find_root, list_split, sources_table  # noqa: E402
 from training.metrics import roc_auc  # noqa: E402
-
-
-class UsageError(ValueError):
-    """Settings that only turn out not to fit together once TensorFlow is loaded."""
 
 
 def resolve_weights(backbone: str, weights: str) -> str | None:
@@ -375,10 +359,10 @@ class Checkpoint(keras.callbacks.Callback):
         self.skips.report()
 
 
-def compile_for(model: keras.Model, learning_rate: float, consistency: float = 0.0) -> None:
+def compile_for(model: keras.Model, learning_rate: float) -> None:
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
-        loss=ConsistencyLoss(consistency) if consistency > 0 else "sparse_categorical_crossentropy",
+        loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )
 
@@ -425,13 +409,8 @@ def train(args: argparse.Namespace) -> Path:
             zoom_out_prob=args.zoom_out_prob,
         )
         if args.augment else None,
-        paired=args.consistency > 0,
     )
     strategy = make_strategy(args.strategy)
-    if args.consistency > 0 and args.batch_size % (2 * strategy.num_replicas_in_sync):
-        # Each replica takes a contiguous share of the batch; a pair split between two would be lost.
-        raise UsageError(f"--consistency with {strategy.num_replicas_in_sync} replicas needs a --batch-size "
-                         f"divisible by {2 * strategy.num_replicas_in_sync}, not {args.batch_size}")
     print(
         f"training {args.backbone} ({args.head} head) on {args.crop_size} px crops of {len(train_examples)} images "
         f"scored at {args.image_size} px, {args.steps_per_epoch} batches of {args.batch_size} an epoch, "
@@ -480,7 +459,7 @@ def train(args: argparse.Namespace) -> Path:
             # A fresh model is trainable throughout, as training from scratch needs.
             if not scratch:
                 backbones.freeze_base(model)
-            compile_for(model, args.lr, args.consistency)
+            compile_for(model, args.lr)
 
     average = None if args.average_from is None else WeightAverage(out / AVERAGE, args.average_from)
     selection = FairSelection(out, selection_views, patience=args.patience, best=best, average=average)
@@ -504,7 +483,7 @@ def train(args: argparse.Namespace) -> Path:
         if not any(layer.trainable for layer in backbones.base_of(model).layers):
             with strategy.scope():
                 backbones.unfreeze_top(model, args.unfreeze)
-                compile_for(model, args.fine_tune_lr, args.consistency)
+                compile_for(model, args.fine_tune_lr)
         model.fit(train_data, epochs=args.epochs, initial_epoch=start, **fit)
 
     # The best epoch's weights, in a fresh copy at the scoring size without
@@ -548,8 +527,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         train(args)
-    except (LayoutError, backbones.BackboneError, ModelLoadError, FileExistsError, FileNotFoundError,
-            UsageError) as error:
+    except (LayoutError, backbones.BackboneError, ModelLoadError, FileExistsError, FileNotFoundError) as error:
         return cli.fail(error)
     return 0
 
