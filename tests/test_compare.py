@@ -36,6 +36,7 @@ def test_two_models_side_by_side(tiny_model_path, data_with_fair_pairs, tmp_path
     table = (out / "compare.md").read_text()
     assert "| `zoya_140k_subset` ROC AUC |" in table and "| `roeishc_ffhq_sg2` ROC AUC |" in table
     assert "audit: only fakes laundered" in table
+    assert "| `zoya_140k_subset` ceiling: best accuracy at any threshold |" in table
     assert table.count("| figure | tiny-test 0.0.1 | tiny-test 0.0.1 (") == 1
 
 

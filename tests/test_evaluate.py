@@ -54,6 +54,9 @@ def test_report_files_and_contents(report_dir, tiny_model_path, data_with_140k):
     for key in ("accuracy", "balanced_accuracy", "roc_auc", "average_precision", "ece"):
         assert 0.0 <= overall[key] <= 1.0
     assert sum(overall["confusion"].values()) == 16
+    # No threshold does better than the best one chosen on these images.
+    assert overall["accuracy"] <= overall["best_accuracy"] <= 1.0
+    assert overall["recall_fake_at_1pct_fpr"] <= overall["recall_fake_at_3pct_fpr"]
     assert overall["threshold"] == report["model"]["threshold"] == 0.5
     assert set(report["per_source"]) == {"synth_a", "synth_b", "zoya_140k_subset"}
     assert report["per_source"]["synth_a"]["images"] == 6  # its corrupt seventh file is skipped
@@ -67,6 +70,7 @@ def test_report_files_and_contents(report_dir, tiny_model_path, data_with_140k):
     assert sum(entry["count"] for entry in report["reliability_bins"]) == 16
     text = (report_dir / "report.md").read_text()
     assert "zoya_140k_subset" in text and "JPEG quality 30" in text and "synth_a_broken.png" in text
+    assert "## Ceilings" in text and "| 140k sample (`zoya_140k_subset`) |" in text.split("## Ceilings")[1]
     assert (report_dir / "roc.png").read_bytes()[:4] == b"\x89PNG"
 
 

@@ -94,8 +94,32 @@ def test_summary_holds_every_metric():
         "fake_called_real": 1,
         "fake_called_fake": 3,
     }
+    assert 0.75 <= block["best_accuracy"] <= 1.0 and block["recall_fake_at_3pct_fpr"] is not None
     only_fakes = metrics.summary([1, 1], [0.9, 0.2], 0.5)
     assert only_fakes["roc_auc"] is None and only_fakes["false_positive_rate"] is None
+    assert only_fakes["recall_fake_at_1pct_fpr"] is None
+
+
+def test_the_ceilings_choose_their_threshold_on_the_images_themselves():
+    labels = np.array([0] * 100 + [1] * 4)
+    reals = np.linspace(0.0, 0.5, 100)  # the top three reals: 0.4899, 0.4949, 0.5
+    p_fake = np.concatenate([reals, [0.497, 0.6, 0.7, 0.1]])
+    # At most 1 % of 100 reals: one may score above the line, which then sits at the second highest.
+    assert metrics.recall_at_fpr(labels, p_fake, 0.01) == pytest.approx(0.75)
+    assert metrics.recall_at_fpr(labels, p_fake, 0.0) == pytest.approx(0.5)
+    assert metrics.recall_at_fpr(labels, p_fake, 1.0) == 1.0
+    # Best: call the two top fakes (and no real) fake: 102 of 104 right.
+    assert metrics.best_accuracy(labels, p_fake) == pytest.approx(102 / 104)
+    assert metrics.recall_at_fpr([1, 1], [0.2, 0.9], 0.03) is None
+    with pytest.raises(ValueError, match="max_fpr"):
+        metrics.recall_at_fpr(labels, p_fake, 1.5)
+
+
+def test_best_accuracy_counts_ties_as_one_threshold():
+    # Equal scores cannot be split by any threshold.
+    assert metrics.best_accuracy([0, 1, 0, 1], [0.5, 0.5, 0.5, 0.5]) == pytest.approx(0.5)
+    assert metrics.best_accuracy([0, 0, 1, 1], [0.1, 0.2, 0.8, 0.9]) == 1.0
+    assert metrics.best_accuracy([1, 1, 0], [0.1, 0.2, 0.9]) == pytest.approx(2 / 3)  # all called fake
 
 
 @pytest.mark.parametrize(

@@ -95,6 +95,41 @@ def roc_auc(labels, p_fake) -> float | None:
     return float(_sklearn().roc_auc_score(labels, p_fake))
 
 
+def recall_at_fpr(labels, p_fake, max_fpr: float) -> float | None:
+    """Fakes caught at the lowest threshold that calls at most ``max_fpr`` of these reals fake.
+
+    The threshold is chosen on these very images, so this is a ceiling for
+    what a threshold set elsewhere (on ``valid``) can reach, not a figure to
+    promise: when it is low, the ranking is what falls short, not the
+    calibration. None without both classes.
+    """
+    labels, p_fake = validate(labels, p_fake)
+    if not 0.0 <= max_fpr <= 1.0:
+        raise ValueError(f"max_fpr must be in [0, 1], got {max_fpr}")
+    if not _both_classes(labels):
+        return None
+    reals = np.sort(p_fake[labels == 0])[::-1]
+    allowed = int(np.floor(max_fpr * reals.size + 1e-9))
+    if allowed >= reals.size:
+        return 1.0
+    # Strictly above the first real that may not be called fake: ties with it stay real.
+    return float(np.mean(p_fake[labels == 1] > reals[allowed]))
+
+
+def best_accuracy(labels, p_fake) -> float | None:
+    """The highest accuracy any threshold reaches on these images: a ceiling, like ``recall_at_fpr``."""
+    labels, p_fake = validate(labels, p_fake)
+    if labels.size == 0:
+        return None
+    order = np.argsort(-p_fake, kind="stable")
+    scores, fake = p_fake[order], labels[order]
+    # Calling the top k images fake, for every k at which the score changes (and none, k = 0).
+    cuts = np.concatenate([[0], np.flatnonzero(np.diff(scores)) + 1, [scores.size]])
+    fakes_above = np.concatenate([[0], np.cumsum(fake)])[cuts]
+    reals_below = (scores.size - fake.sum()) - (cuts - fakes_above)
+    return float(np.max(fakes_above + reals_below) / scores.size)
+
+
 @dataclass(frozen=True)
 class RocCurve:
     false_positive_rate: np.ndarray
@@ -192,6 +227,11 @@ def summary(labels, p_fake, threshold: float) -> dict:
         "false_positive_rate": false_fake / reals if reals else None,
         # Fakes caught.
         "recall_fake": true_fake / fakes if fakes else None,
+        # Ceilings, with thresholds chosen on these very images: how far the ranking would let
+        # the accuracy and the fakes caught go (see recall_at_fpr).
+        "best_accuracy": best_accuracy(labels, p_fake),
+        "recall_fake_at_1pct_fpr": recall_at_fpr(labels, p_fake, 0.01),
+        "recall_fake_at_3pct_fpr": recall_at_fpr(labels, p_fake, 0.03),
         "confusion": {
             "real_called_real": true_real,
             "real_called_fake": false_fake,
