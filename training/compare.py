@@ -4,7 +4,10 @@
 
 Each model scores the split four times: as it is, laundered (both classes),
 only fakes laundered and only reals laundered (the shortcut audit; the
-standard laundering of ``training.launder``). ``DIR/compare.json`` holds every
+standard laundering of ``training.launder``); then the real images alone
+blurred and downscaled-and-back (``REAL_PASSES``: how many smoothed real
+photos are called fake); and, with ``--aligned DIR``, the aligned pairs of
+``training.aligned`` as they are and laundered, per decoder. ``DIR/compare.json`` holds every
 figure; ``DIR/compare.md`` is one table, a column per model, the fair pairs
 first. A model is only ever judged at its own stored threshold.
 
@@ -20,10 +23,13 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from aiface.bundle import ModelLoadError
 from training.cli import FAIR_SOURCES, fail
 
 PASSES = {"none": (), "both": (0, 1), "fake": (1,), "real": (0,)}
+REAL_PASSES = ("blur", "down_up")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -34,6 +40,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, required=True, help="folder for compare.json and compare.md")
     parser.add_argument("--overwrite", action="store_true", help="replace an earlier comparison in --out")
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--aligned", action="append", default=[], type=Path, metavar="DIR",
+                        help="a training.aligned folder whose pairs of the split are scored too, per decoder")
     return parser.parse_args(argv)
 
 
@@ -56,15 +64,37 @@ def figures(scores: dict, threshold: float) -> dict:
     return result
 
 
+def decoder_of(source: str) -> str:
+    """An aligned pair's decoder: its source is DECODER-ORIGINAL_SOURCE (``training.aligned``)."""
+    return source.split("-", 1)[0]
+
+
+def aligned_figures(scores: dict, threshold: float) -> dict:
+    """Per decoder, the aligned pairs' ROC AUC and fakes caught, as they are and laundered."""
+    result = {}
+    for which, key in (("none", ""), ("both", "laundered_")):
+        decoders = np.array([decoder_of(s) for s in scores[which].sources], dtype=object)
+        for decoder in sorted(set(decoders)):
+            block = scores[which].summary(threshold, decoders == decoder)
+            result.setdefault(decoder, {}).update({
+                f"{key}roc_auc": block["roc_auc"], f"{key}recall_fake": block["recall_fake"],
+                f"{key}false_positive_rate": block["false_positive_rate"], "pairs": block["images"] // 2,
+            })
+    return result
+
+
 def compare(args: argparse.Namespace) -> dict:
     if args.out.exists() and any(args.out.iterdir()) and not args.overwrite:
         raise FileExistsError(f"{args.out} is not empty; pass --overwrite to replace its comparison")
     from aiface.bundle import load_bundle
+    from training.evaluate import SWEEP
     from training.launder import launder
     from training.layout import list_split
     from training.scoring import score_examples
 
     examples = list_split(args.data, args.split)
+    reals = [e for e in examples if e.label == 0]
+    aligned = [e for folder in args.aligned for e in list_split(folder, args.split)]
     results = {}
     for path in args.models:
         bundle = load_bundle(path)
@@ -81,7 +111,26 @@ def compare(args: argparse.Namespace) -> dict:
             "path": str(path), "backbone": meta.backbone, "image_size": meta.image_size,
             "threshold": meta.threshold, "images": len(scores["none"].examples), **figures(scores, meta.threshold),
         }
-    report = {"data": str(args.data), "split": args.split, "models": results}
+        smoothed = {}
+        for which in REAL_PASSES:
+            description, transform = SWEEP[which]
+            passed = score_examples(bundle, reals, transform=transform, batch_size=args.batch_size,
+                                    progress=f"{label} (reals, {which})")
+            smoothed[which] = {
+                "description": description,
+                "false_positive_rate": passed.summary(meta.threshold)["false_positive_rate"],
+                "per_source": {s: b["false_positive_rate"] for s, b in passed.per_source(meta.threshold).items()},
+            }
+        results[label]["smoothed_reals"] = smoothed
+        if aligned:
+            aligned_scores = {
+                which: score_examples(bundle, aligned, transform=launder, transform_labels=PASSES[which],
+                                      batch_size=args.batch_size, progress=f"{label} (aligned, {which} laundered)")
+                for which in ("none", "both")
+            }
+            results[label]["aligned"] = aligned_figures(aligned_scores, meta.threshold)
+    report = {"data": str(args.data), "split": args.split, "aligned": [str(a) for a in args.aligned],
+              "models": results}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "compare.json").write_text(json.dumps(report, indent=2) + "\n")
     (args.out / "compare.md").write_text(markdown(report))
@@ -130,6 +179,18 @@ def rows(model: dict) -> list[tuple[str, str, str]]:
     ]
     for source, fpr in model["real_source_fpr"].items():
         out.append((f"reals called fake: `{source}`", _fmt(fpr, percent=True), "lower"))
+    for block in model.get("smoothed_reals", {}).values():
+        out.append((f"reals called fake, {block['description']} (all)",
+                    _fmt(block["false_positive_rate"], percent=True), "lower"))
+        worst = max(block["per_source"].values(), default=None)
+        out.append((f"reals called fake, {block['description']} (worst source)", _fmt(worst, percent=True), "lower"))
+    for decoder, block in model.get("aligned", {}).items():
+        out += [
+            (f"aligned `{decoder}` ({block['pairs']} pairs): ROC AUC", _fmt(block["roc_auc"]), "higher"),
+            (f"aligned `{decoder}`: reconstructions caught", _fmt(block["recall_fake"], percent=True), "higher"),
+            (f"aligned `{decoder}`: originals called fake", _fmt(block["false_positive_rate"], percent=True), "lower"),
+            (f"aligned `{decoder}` laundered: ROC AUC", _fmt(block["laundered_roc_auc"]), "higher"),
+        ]
     for source, block in per.items():
         if block["fake"] and not block["real"]:
             out.append((f"fakes caught: `{source}`", _fmt(block["recall_fake"], percent=True), "higher"))

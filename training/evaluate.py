@@ -5,7 +5,7 @@
 writes ``REPORT_DIR/report.json``, ``report.md``, ``roc.png`` and
 ``reliability.png``: the metrics of ``training.metrics`` at the model's
 stored threshold, over all images, for the 140k sample, per source, and
-under a robustness sweep (JPEG re-compression and downscaling of both
+under a robustness sweep (JPEG re-compression, downscaling and blur of both
 classes). ``--launder both|fake|real`` applies the standard laundering
 (``training.launder.launder``) to the chosen classes first: the shortcut
 audit, where a model that keys on image quality rather than generation
@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from aiface.bundle import Bundle, ModelLoadError, load_bundle
+from training import launder as laundering
 from training import metrics
 from training.cli import fail
 from training.launder import LAUNDER_QUALITY, LAUNDER_SIZE, downscale, jpeg_recompress, launder
@@ -41,6 +42,8 @@ SWEEP = {
     "downscale_128": ("downscaled to 128 px", partial(downscale, size=128)),
     "downscale_64": ("downscaled to 64 px", partial(downscale, size=64)),
     "laundered": (f"laundered ({LAUNDER_SIZE} px + JPEG {LAUNDER_QUALITY})", launder),
+    "blur": (f"Gaussian blur, sigma {laundering.BLUR_SIGMA} px", laundering.blur),
+    "down_up": (f"downscaled to {laundering.DOWN_UP_FACTOR:g}x and back", laundering.down_up),
 }
 
 
@@ -68,7 +71,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "before scoring (default: none); the robustness sweep is then skipped",
     )
     parser.add_argument(
-        "--no-sweep", action="store_true", help="skip the robustness sweep (7 more passes over the data)"
+        "--no-sweep", action="store_true", help="skip the robustness sweep (9 more passes over the data)"
     )
     parser.add_argument("--batch-size", type=int, default=64, help="images per model call (default: 64)")
     args = parser.parse_args(argv)

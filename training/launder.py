@@ -4,7 +4,10 @@ Plain functions of 8-bit RGB pixels (H, W, 3) that return 8-bit RGB pixels,
 used by the evaluation's robustness sweep and shortcut audit and reusable as
 training augmentation. The standard laundering of this project (the data
 README's) is ``launder``: downscale so the longest side is 128 px, then
-re-save as JPEG quality 40.
+re-save as JPEG quality 40. ``blur`` and ``down_up`` make a photo smoother
+without changing its size: the shortcut aligned pairs invite (a
+reconstruction is a little smoother than its original), so real photos
+treated so must not be called fake.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from __future__ import annotations
 import io
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageFilter
 
 LAUNDER_SIZE = 128
 LAUNDER_QUALITY = 40
@@ -49,3 +52,24 @@ def downscale(pixels: np.ndarray, size: int) -> np.ndarray:
 def launder(pixels: np.ndarray) -> np.ndarray:
     """The standard laundering: longest side to 128 px, then JPEG quality 40."""
     return jpeg_recompress(downscale(pixels, LAUNDER_SIZE), LAUNDER_QUALITY)
+
+
+BLUR_SIGMA = 1.2
+DOWN_UP_FACTOR = 0.5
+
+
+def blur(pixels: np.ndarray, sigma: float = BLUR_SIGMA) -> np.ndarray:
+    """A Gaussian blur of standard deviation ``sigma`` px (Pillow's radius is the standard deviation)."""
+    if not sigma > 0:
+        raise ValueError(f"sigma must be positive, got {sigma}")
+    return np.asarray(Image.fromarray(pixels).filter(ImageFilter.GaussianBlur(sigma)))
+
+
+def down_up(pixels: np.ndarray, factor: float = DOWN_UP_FACTOR) -> np.ndarray:
+    """Downscaled by ``factor`` (bicubic, antialiased) and upscaled back to the same size (bicubic)."""
+    if not 0 < factor <= 1:
+        raise ValueError(f"factor must be in (0, 1], got {factor}")
+    height, width = pixels.shape[:2]
+    small = Image.fromarray(pixels).resize((max(1, round(width * factor)), max(1, round(height * factor))),
+                                           Image.BICUBIC)
+    return np.asarray(small.resize((width, height), Image.BICUBIC))
