@@ -58,28 +58,46 @@ class SkipLog:
 
 
 def sampling_weights(
-    examples: Sequence[Example], fair_sources: Sequence[str] = FAIR_SOURCES, fair_share: float = 0.5
+    examples: Sequence[Example], fair_sources: Sequence[str] = FAIR_SOURCES, fair_share: float = 0.5,
+    aligned_sources: Sequence[str] = (), aligned_share: float = 0.0,
 ) -> dict[tuple[str, int], float]:
     """The chance that a draw comes from each (source, label) group; they sum to 1.
 
-    The fair sources get ``fair_share`` (all of it when nothing else is
-    there), split equally between their groups; the other sources get the
+    The fair sources get ``fair_share``, split equally between their groups;
+    the aligned pairs (``training.aligned``: real photos and their
+    reconstructions) get ``aligned_share``, likewise; the other sources get the
     rest, half per class, split equally between the sources of that class.
+    Without fair sources their share goes to the other sources; where another
+    kind is missing, the remaining kinds' shares grow in proportion to fill it.
     """
-    if not 0.0 <= fair_share <= 1.0:
-        raise ValueError(f"the fair share must be in [0, 1], got {fair_share}")
+    for name, share in (("fair", fair_share), ("aligned", aligned_share)):
+        if not 0.0 <= share <= 1.0:
+            raise ValueError(f"the {name} share must be in [0, 1], got {share}")
+    if fair_share + aligned_share > 1.0:
+        raise ValueError(f"the fair and aligned shares add up to more than 1 ({fair_share} + {aligned_share})")
     groups = sorted({(example.source, example.label) for example in examples})
     fair = [group for group in groups if group[0] in fair_sources]
-    other = [group for group in groups if group[0] not in fair_sources]
-    if not fair or not other:
-        fair_share = 1.0 if fair else 0.0
-    weights = {group: fair_share / len(fair) for group in fair}
+    aligned = [group for group in groups if group[0] in aligned_sources and group not in fair]
+    other = [group for group in groups if group not in fair and group not in aligned]
+    shares = {"fair": fair_share, "aligned": aligned_share, "other": 1.0 - fair_share - aligned_share}
+    if not fair:
+        # A folder without the fair pairs (a user's own data): their share goes to the other sources.
+        shares = {"fair": 0.0, "aligned": aligned_share, "other": 1.0 - aligned_share}
+    kinds = {"fair": fair, "aligned": aligned, "other": other}
+    present = sum(shares[kind] for kind, members in kinds.items() if members)
+    if present <= 0.0:
+        # Only kinds with no share are present: they are all there is.
+        shares = {kind: 1.0 if members else 0.0 for kind, members in kinds.items()}
+        present = sum(shares.values())
+    shares = {kind: share / present if kinds[kind] else 0.0 for kind, share in shares.items()}
+    weights = {group: shares["fair"] / len(fair) for group in fair}
+    weights.update({group: shares["aligned"] / len(aligned) for group in aligned})
     by_label = defaultdict(list)
     for group in other:
         by_label[group[1]].append(group)
     for members in by_label.values():
         for group in members:
-            weights[group] = (1.0 - fair_share) / len(by_label) / len(members)
+            weights[group] = shares["other"] / len(by_label) / len(members)
     return weights
 
 

@@ -51,12 +51,13 @@ RESUMED_SETTINGS = (
     "backbone", "head", "image_size", "crop_size", "batch_size", "steps_per_epoch", "head_epochs", "lr",
     "fine_tune_lr", "unfreeze", "weights", "seed", "augment", "degrade_prob", "fair_source", "fair_share",
     "exclude_source", "target_fpr", "name", "version", "launder_prob", "select_laundered", "init_from", "average_from",
-    "reframe_prob", "zoom_out_prob", "init_from_model",
+    "reframe_prob", "zoom_out_prob", "init_from_model", "aligned", "aligned_share", "blur_prob", "max_blur_radius",
 )
 # What a run that predates a setting did, so that it can still be resumed.
 RESUMED_DEFAULTS = {
     "launder_prob": 0.3, "select_laundered": False, "init_from": None, "average_from": None, "reframe_prob": 0.0,
-    "zoom_out_prob": 0.0, "init_from_model": None,
+    "zoom_out_prob": 0.0, "init_from_model": None, "aligned": [], "aligned_share": 0.0,
+    "blur_prob": AugmentConfig.blur_prob, "max_blur_radius": AugmentConfig.max_blur_radius,
 }
 
 
@@ -80,7 +81,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--backbone", default="efficientnet_lite0", choices=cli.BACKBONES, help="the base network")
     parser.add_argument("--head", default="second_order", choices=cli.HEADS, help="how the base's features are pooled")
     parser.add_argument("--image-size", type=cli.positive_int, default=256, help="the size the model scores images at")
-    parser.add_argument("--crop-size", type=cli.positive_int, default=224, help="the size of the random training crops")
+    parser.add_argument(
+        "--crop-size", type=cli.positive_int,
+        help="the size of the random training crops (default: 224/256 of --image-size)",
+    )
     parser.add_argument("--epochs", type=cli.positive_int, default=12, help="total epochs, head phase included")
     parser.add_argument(
         "--head-epochs", type=int, default=1, help="epochs with the base frozen (none when training from scratch)"
@@ -155,6 +159,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--fair-share", type=cli.probability, default=0.5, help="share of every batch drawn from the fair sources"
     )
+    parser.add_argument(
+        "--aligned", action="append", default=[], metavar="DIR",
+        help="a folder of aligned pairs made by training.aligned (repeatable): its train pairs fill "
+        "--aligned-share of every batch, its valid pairs join the fair pairs in selecting the best epoch",
+    )
+    parser.add_argument(
+        "--aligned-share", type=cli.probability, default=0.25, help="share of every batch drawn from the aligned pairs"
+    )
+    parser.add_argument(
+        "--blur-prob", type=cli.probability, default=AugmentConfig.blur_prob,
+        help="share of the degraded draws that are blurred (both classes alike)",
+    )
+    parser.add_argument(
+        "--max-blur-radius", type=float, default=AugmentConfig.max_blur_radius,
+        help="the largest Gaussian blur radius (px) a degraded draw gets; aligned pairs teach \"smooth = fake\" "
+        "unless reals are blurred as often",
+    )
     parser.add_argument("--exclude-source", action="append", default=[], help="leave a source out of train and valid")
     cli.add_calibration_arguments(parser)
     parser.add_argument("--seed", type=int, default=0)
@@ -179,6 +200,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         take_shape_from(args, parser)
     args.fair_source = args.fair_source or list(cli.FAIR_SOURCES)
     args.name = args.name or Path(args.out).resolve().name
+    if args.crop_size is None:
+        # As the shipped recipe has it, 224 of 256: a crop that leaves room to move.
+        args.crop_size = max(1, round(args.image_size * 224 / 256))
+    if args.fair_share + (args.aligned_share if args.aligned else 0.0) > 1.0:
+        parser.error(f"--fair-share and --aligned-share add up to more than 1 "
+                     f"({args.fair_share} + {args.aligned_share})")
+    if not args.max_blur_radius > 0:
+        parser.error("--max-blur-radius must be positive")
     if args.crop_size > args.image_size:
         parser.error(f"--crop-size ({args.crop_size}) must not exceed --image-size ({args.image_size})")
     return args
@@ -282,21 +311,28 @@ class FairSelection(keras.callbacks.Callback):
     where that scores better, and stops after ``patience`` epochs without a better one."""
 
     def __init__(self, out: Path, views: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
-                 patience: int, best: dict | None, average: WeightAverage | None = None):
+                 patience: int, best: dict | None, average: WeightAverage | None = None,
+                 aligned_sources: set[str] = frozenset()):
         super().__init__()
-        self.out, self.views = out, views
+        self.out, self.views, self.aligned_sources = out, views, aligned_sources
         self.patience = patience
         self.best = best or {"epoch": 0, "fair_auc": -1.0}
         self.average = average
 
     def view_scores(self) -> list[float]:
-        """Each view's mean AUC over its sources (0 where no source has both classes)."""
+        """Each view's mean AUC over its sources (0 where no source has both classes); with aligned pairs, the
+        mean of the fair sources' mean and the aligned sources' mean, so that the many aligned sources (one
+        per decoder and original collection) do not outweigh the two fair pairs."""
         scores = []
         for images, labels, sources in self.views:
             p_fake = self.model.predict(images, batch_size=32, verbose=0)[:, 1]
-            aucs = [roc_auc(labels[sources == s], p_fake[sources == s]) for s in np.unique(sources)]
-            aucs = [auc for auc in aucs if auc is not None]
-            scores.append(float(np.mean(aucs)) if aucs else 0.0)
+            kinds = {False: [], True: []}
+            for s in np.unique(sources):
+                auc = roc_auc(labels[sources == s], p_fake[sources == s])
+                if auc is not None:
+                    kinds[s in self.aligned_sources].append(auc)
+            means = [float(np.mean(aucs)) for aucs in kinds.values() if aucs]
+            scores.append(float(np.mean(means)) if means else 0.0)
         return scores
 
     def consider(self, epoch: int, views: list[float], averaged: int | None = None) -> str:
@@ -367,6 +403,15 @@ def compile_for(model: keras.Model, learning_rate: float) -> None:
     )
 
 
+def aligned_examples(folders: list[str]) -> tuple[list[Example], list[Example]]:
+    """The train and valid pairs of the ``training.aligned`` folders."""
+    train, valid = [], []
+    for folder in folders:
+        train += list_split(folder, "train")
+        valid += list_split(folder, "valid")
+    return train, valid
+
+
 def load_selection_set(examples: list[Example], image_size: int, skips: SkipLog, distort=None):
     """The fair pairs' valid images as full frames, once, for scoring after every epoch."""
     images, labels = [], []
@@ -396,17 +441,21 @@ def train(args: argparse.Namespace) -> Path:
     excluded = set(args.exclude_source)
     train_examples = [e for e in list_split(args.data_dir, "train") if e.source not in excluded]
     valid_examples = [e for e in list_split(args.data_dir, "valid") if e.source not in excluded]
+    aligned_train, aligned_valid = aligned_examples(args.aligned)
+    aligned_sources = sorted({e.source for e in aligned_train})
+    train_examples += aligned_train
     # The fair pairs select the epoch; a folder without them (a user's own data) is selected on all of valid.
     fair_valid = [e for e in valid_examples if e.source in args.fair_source] or valid_examples
+    selection_examples = fair_valid + aligned_valid
     settings = {key: getattr(args, key) for key in RESUMED_SETTINGS}
     skips = SkipLog()
-    weights = sampling_weights(train_examples, args.fair_source, args.fair_share)
+    weights = sampling_weights(train_examples, args.fair_source, args.fair_share, aligned_sources, args.aligned_share)
     train_data = make_training_dataset(
         train_examples, args.image_size, args.crop_size, args.batch_size, skips=skips, weights=weights,
         seed=args.seed,
         augment_config=AugmentConfig(
             degrade_prob=args.degrade_prob, launder_prob=args.launder_prob, reframe_prob=args.reframe_prob,
-            zoom_out_prob=args.zoom_out_prob,
+            zoom_out_prob=args.zoom_out_prob, blur_prob=args.blur_prob, max_blur_radius=args.max_blur_radius,
         )
         if args.augment else None,
     )
@@ -420,11 +469,13 @@ def train(args: argparse.Namespace) -> Path:
         ),
         file=sys.stderr,
     )
-    print(f"selecting epochs on {len(fair_valid)} valid images of {', '.join(sorted({e.source for e in fair_valid}))}"
+    print(f"selecting epochs on {len(selection_examples)} valid images of "
+          f"{', '.join(sorted({e.source for e in selection_examples}))}"
+          + (" (the mean of the fair pairs' and the aligned pairs' AUCs)" if aligned_valid else "")
           + (", as they are and laundered" if args.select_laundered else ""), file=sys.stderr)
-    selection_views = [load_selection_set(fair_valid, args.image_size, skips)]
+    selection_views = [load_selection_set(selection_examples, args.image_size, skips)]
     if args.select_laundered:
-        selection_views.append(load_selection_set(fair_valid, args.image_size, skips, distort=launder))
+        selection_views.append(load_selection_set(selection_examples, args.image_size, skips, distort=launder))
 
     weights_source = resolve_weights(args.backbone, args.weights)
     # From scratch there is no base worth freezing: every layer, BatchNorm
@@ -462,7 +513,8 @@ def train(args: argparse.Namespace) -> Path:
             compile_for(model, args.lr)
 
     average = None if args.average_from is None else WeightAverage(out / AVERAGE, args.average_from)
-    selection = FairSelection(out, selection_views, patience=args.patience, best=best, average=average)
+    selection = FairSelection(out, selection_views, patience=args.patience, best=best, average=average,
+                              aligned_sources=set(aligned_sources))
     # Cutting the rate when the selection metric stalls: measured on aiface 2.0.0's run, the fair-pair
     # AUC rose to 0.968 by epoch 20 at a constant 1e-4 and then wandered between 0.958 and 0.964.
     plateau = keras.callbacks.ReduceLROnPlateau(
@@ -504,6 +556,7 @@ def train(args: argparse.Namespace) -> Path:
             "epochs": json.loads((out / STATE).read_text())["epoch"] if (out / STATE).is_file() else 0,
             "best_epoch": selection.best,
             "train_images": len(train_examples),
+            "aligned_train_pairs": len(aligned_train) // 2,
             "sampling_weights": {
                 f"{source}/{CLASS_NAMES[label]}": w for (source, label), w in sorted(weights.items())
             },
