@@ -14,15 +14,12 @@ from aiface.faces import Box, crop, default_finder, scored_box, whole_image_box
 from aiface.preprocess import ImageError, OpenedImage, to_model_input
 from server.admission import PixelBudget
 from server.batcher import MicroBatcher
+from server.exceptions import InferenceTimeout
 from server.tfserving import TFServing, load_metadata
 
 # Largest side of an explanation PNG: the map has 7 x 7 cells, more pixels add
 # nothing but bytes; the client stretches it over its box.
 EXPLANATION_MAX_SIDE = 512
-
-
-class InferenceTimeout(RuntimeError):
-    """The model did not answer in time (the service is overloaded)."""
 
 
 @dataclass(frozen=True)
@@ -118,7 +115,7 @@ class Detector:
             # The naive way, kept as the benchmark's baseline: a model.predict per request.
             predict = self._forward if self.bundle is None else self.bundle.predict_fake
             return [float(p) for p in predict(np.stack(inputs))]
-        # Raises batcher.QueueFull at once when the queue is full (a 503, see server/errors.py).
+        # Raises QueueFull at once when the queue is full (a 503, see server/errors.py).
         futures = self._batcher.submit_many(inputs)
         try:
             return [future.result(timeout=self._timeout_s) for future in futures]
