@@ -105,17 +105,18 @@ def prepare(image: LoadedImage, finder: FaceFinder | None, size: int) -> Prepare
     return prepare_many([image], finder, size)[0]
 
 
-def score(prepared: Sequence[Prepared], predict: Predict, batch_size: int = 16) -> list[list[float]]:
-    """Step 4: every region of every image through ``predict``, ``batch_size`` at a time; scores per image."""
+def score(prepared: Sequence[Prepared], predict: Predict, batch_size: int = 16) -> list[np.ndarray]:
+    """Step 4: every region of every image through ``predict``, ``batch_size`` at a time; scores per image.
+
+    Whatever ``predict`` returns per input (a probability, or a row such as
+    ``training.scoring``'s probability and logit) comes back per image, in order.
+    """
     inputs = [region.input for item in prepared for region in item.regions]
-    flat: list[float] = []
-    for start in range(0, len(inputs), batch_size):
-        flat += [float(p) for p in predict(np.stack(inputs[start : start + batch_size]))]
-    scores, at = [], 0
-    for item in prepared:
-        scores.append(flat[at : at + len(item.regions)])
-        at += len(item.regions)
-    return scores
+    outputs = [np.asarray(predict(np.stack(inputs[start : start + batch_size])))
+               for start in range(0, len(inputs), batch_size)]
+    if not outputs:
+        return [np.zeros(0) for _ in prepared]
+    return np.split(np.concatenate(outputs), np.cumsum([len(item.regions) for item in prepared])[:-1])
 
 
 def best_region(scores: Sequence[float]) -> int:

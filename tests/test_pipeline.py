@@ -95,3 +95,20 @@ def test_a_large_image_reports_boxes_in_its_full_pixels(bundle):
     [face] = detection.faces
     expected = EXPECTED_FACE  # in the 640 x 480 scene, 7 times smaller
     assert abs(face.box.x + face.box.width / 2 - 7 * (expected.x + expected.width / 2)) < 7 * 10
+
+
+def test_the_evaluation_scores_what_the_service_answers(bundle, tmp_path):
+    from training.layout import Example
+    from training.scoring import score_examples
+
+    examples = []
+    for index, (name, pixels) in enumerate(IMAGES.items()):
+        path = tmp_path / f"{name}.png"
+        path.write_bytes(encode(pixels))
+        examples.append(Example(path, index % 2, "synth"))
+    scores = score_examples(bundle, examples, batch_size=3, finder=default_finder())
+    for example, p_fake, what in zip(examples, scores.p_fake, scores.scored, strict=True):
+        expected = detect(example.path.read_bytes(), default_finder(), bundle.predict_fake, bundle.metadata.image_size)
+        assert p_fake == pytest.approx(expected.probability_fake, abs=1e-6)
+        assert what == expected.scored
+    assert scores.scored_on_faces == 3

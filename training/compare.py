@@ -2,7 +2,8 @@
 
     python -m training.compare MODEL [MODEL ...] --data DATA_DIR --split test --out DIR
 
-Each model scores the split four times: as it is, laundered (both classes),
+Images are scored as the service scores them (``aiface.pipeline``, faces
+found), or whole with ``--whole-image``. Each model scores the split four times: as it is, laundered (both classes),
 only fakes laundered and only reals laundered (the shortcut audit; the
 standard laundering of ``training.launder``). ``DIR/compare.json`` holds every
 figure; ``DIR/compare.md`` is one table, a column per model, the fair pairs
@@ -34,6 +35,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, required=True, help="folder for compare.json and compare.md")
     parser.add_argument("--overwrite", action="store_true", help="replace an earlier comparison in --out")
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--whole-image", action="store_true",
+                        help="score whole images (their centred square), not the faces found in them")
     return parser.parse_args(argv)
 
 
@@ -60,11 +63,13 @@ def compare(args: argparse.Namespace) -> dict:
     if args.out.exists() and any(args.out.iterdir()) and not args.overwrite:
         raise FileExistsError(f"{args.out} is not empty; pass --overwrite to replace its comparison")
     from aiface.bundle import load_bundle
+    from training.evaluate import finder_for, scoring_description
     from training.launder import launder
     from training.layout import list_split
     from training.scoring import score_examples
 
     examples = list_split(args.data, args.split)
+    finder = finder_for(args.whole_image)
     results = {}
     for path in args.models:
         bundle = load_bundle(path)
@@ -74,14 +79,16 @@ def compare(args: argparse.Namespace) -> dict:
             label = f"{label} ({path})"
         scores = {
             which: score_examples(bundle, examples, transform=launder, transform_labels=labels,
-                                  batch_size=args.batch_size, progress=f"{label} ({which} laundered)")
+                                  batch_size=args.batch_size, progress=f"{label} ({which} laundered)",
+                                  finder=finder)
             for which, labels in PASSES.items()
         }
         results[label] = {
             "path": str(path), "backbone": meta.backbone, "image_size": meta.image_size,
             "threshold": meta.threshold, "images": len(scores["none"].examples), **figures(scores, meta.threshold),
         }
-    report = {"data": str(args.data), "split": args.split, "models": results}
+    report = {"data": str(args.data), "split": args.split, "scoring": scoring_description(args.whole_image),
+              "models": results}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "compare.json").write_text(json.dumps(report, indent=2) + "\n")
     (args.out / "compare.md").write_text(markdown(report))
@@ -145,6 +152,8 @@ def markdown(report: dict) -> str:
         f"# Side by side on `{report['data']}` {report['split']}",
         "",
         "Each model at its own stored threshold; laundered = downscaled to 128 px and re-saved as JPEG quality 40.",
+        "Scored: " + ("each whole image (its centred square)." if report.get("scoring") == "whole_image"
+                      else "the faces found, as the service scores them."),
         "The ceilings choose their threshold on these very images: what the ranking would allow, not a figure "
         "to promise.",
         "",
