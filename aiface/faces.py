@@ -419,12 +419,12 @@ def whole_image_box(width: int, height: int) -> Box:
     return Box((width - side) // 2, (height - side) // 2, side, side)
 
 
-def fills_frame(box: Box, width: int, height: int) -> bool:
-    """Whether ``box`` overlaps the image's centred square by ``FILL_FRACTION`` of its side, across and down."""
+def fills_frame(box: Box, width: int, height: int, fraction: float = FILL_FRACTION) -> bool:
+    """Whether ``box`` overlaps the image's centred square by ``fraction`` of its side, across and down."""
     whole = whole_image_box(width, height)
     across = min(box.x + box.width, whole.x + whole.width) - max(box.x, whole.x)
     down = min(box.y + box.height, whole.y + whole.height) - max(box.y, whole.y)
-    return min(across, down) >= FILL_FRACTION * whole.width
+    return min(across, down) >= fraction * whole.width
 
 
 def scored_box(face: Box, width: int, height: int) -> Box:

@@ -78,25 +78,31 @@ class Detection:
     region_input: np.ndarray | None = field(default=None, repr=False, compare=False)
 
 
-def regions(pixels: np.ndarray, faces: Sequence[Face], size: int) -> tuple[Region, ...]:
-    """Step 3: the region of each face, or the whole centred square when there is none."""
+Frame = Callable[[Box, int, int], Box]
+
+
+def regions(pixels: np.ndarray, faces: Sequence[Face], size: int, frame: Frame = scored_box) -> tuple[Region, ...]:
+    """Step 3: the region of each face, or the whole centred square when there is none.
+
+    ``frame`` is the rule from a face to its region (a benchmark measures others).
+    """
     height, width = pixels.shape[:2]
     if not faces:
         return (Region(whole_image_box(width, height), None, to_model_input(pixels, size)),)
     found = []
     for face in faces:
-        box = scored_box(face.box, width, height)
+        box = frame(face.box, width, height)
         found.append(Region(box, face.box, to_model_input(crop(pixels, box), size)))
     return tuple(found)
 
 
 def prepare_many(images: Sequence[LoadedImage], finder: FaceFinder | None, size: int,
-                 pool: Executor | None = None) -> list[Prepared]:
+                 pool: Executor | None = None, frame: Frame = scored_box) -> list[Prepared]:
     """Steps 2 and 3 for decoded images, faces found in batches; ``pool`` shares the resizing out."""
     found = finder.find_many([image.pixels for image in images], pool) if finder is not None else [[]] * len(images)
 
     def one(image: LoadedImage, faces: list[Face]) -> Prepared:
-        return Prepared(image.width, image.height, image.scale, regions(image.pixels, faces, size))
+        return Prepared(image.width, image.height, image.scale, regions(image.pixels, faces, size, frame))
 
     return pool_map(pool, one, images, found)
 

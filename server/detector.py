@@ -59,15 +59,7 @@ class Detector:
         )
         if bundle is not None:
             # Only a model run here needs TensorFlow (not MODEL_BACKEND=tfserving).
-            import tensorflow as tf
-
-            # One trace for every batch size: model.predict_on_batch retraces for
-            # each new batch size it meets, which costs seconds on a real backbone.
-            self._serve = tf.function(
-                lambda batch: bundle.model(batch, training=False),
-                input_signature=[tf.TensorSpec((None, self.size, self.size, 3), tf.float32)],
-                autograph=False,
-            )
+            self._local = bundle.predictor()
             # Traces it now, so that the first request is not the slow one.
             self._forward(np.zeros((1, self.size, self.size, 3), np.float32))
 
@@ -92,8 +84,7 @@ class Detector:
     def _forward(self, batch: np.ndarray) -> np.ndarray:
         if self._remote is not None:
             return self._remote.predict_fake(batch)
-        # model.predict would build a tf.data pipeline for every call.
-        return self._serve(np.asarray(batch, np.float32)).numpy()[:, 1].astype(np.float64)
+        return self._local(batch)
 
     def _predict(self, inputs: list[np.ndarray]) -> list[float]:
         if not inputs:
