@@ -21,7 +21,7 @@ while it holds room in its pixel budget, then the model through its
 micro-batcher or TF Serving, then ``conclude``. ``aiface scan``,
 ``training.scoring`` and the benchmarks prepare many images at once,
 ``score`` all their regions in batches and conclude each. The browser
-extension mirrors the same steps (``extension/src/offscreen.js``; parity
+extension mirrors the same steps (``extension/src/offscreen.js``, ``faces.js``, ``crop.js``; parity
 tests in ``tests/test_face_parity_browser.py``).
 """
 
