@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -78,6 +79,27 @@ class Bundle:
         """Calibrated P(fake) for a (N, size, size, 3) batch of model inputs."""
         probabilities = self.model.predict(images, batch_size=batch_size, verbose=0)
         return probabilities[:, 1].astype(np.float64)
+
+    def predictor(self) -> Callable[[np.ndarray], np.ndarray]:
+        """``predict_fake`` through one traced function, as the service and ``aiface scan`` run the model.
+
+        ``model.predict`` builds a tf.data pipeline on every call, and
+        ``predict_on_batch`` retraces for each new batch size it meets, which
+        costs seconds on a real backbone; this traces once for every size.
+        """
+        import tensorflow as tf
+
+        size = self.metadata.image_size
+        serve = tf.function(
+            lambda batch: self.model(batch, training=False),
+            input_signature=[tf.TensorSpec((None, size, size, 3), tf.float32)],
+            autograph=False,
+        )
+
+        def predict(batch: np.ndarray) -> np.ndarray:
+            return serve(np.asarray(batch, np.float32)).numpy()[:, 1].astype(np.float64)
+
+        return predict
 
 
 def metadata_path(model_path: str | Path) -> Path:

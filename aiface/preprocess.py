@@ -56,6 +56,10 @@ from PIL import Image, UnidentifiedImageError, features
 # cannot exhaust memory (RGBA at this size is 320 MB) and below Pillow's own
 # decompression-bomb warning, so callers see our error rather than its warning.
 MAX_PIXELS = 80_000_000
+# The limits the service (server/config.py) and ``aiface scan`` apply by default: the largest file read
+# (the service's request body) and the largest image decoded, width x height.
+DEFAULT_MAX_BYTES = 20 * 1024 * 1024
+DEFAULT_MAX_IMAGE_PIXELS = 50_000_000
 # Below this there is too little face left to judge.
 MIN_SIDE = 32
 # The formats we decode (Pillow's format names; a JPEG with a second picture

@@ -5,15 +5,15 @@ shrinks or enlarges each face-centred image to ``--face-fraction`` of a
 ``--frame`` px square scene at a random place on a background (synthetic
 gradients, textures and stripes; scikit-image's public-domain photos coffee,
 rocket and chelsea too when scikit-image is installed), and scores every
-scene, and the original images as they are (the training framing), the
-three ways the service can (``server/detector.py``, through its
-micro-batcher):
+scene, and the original images as they are (the training framing), three
+ways through the service's inference path (``aiface.pipeline``):
 
-- whole image: ``FACE_DETECTION=0``, the centred square downscaled;
-- face crops: ``FACE_DETECTION=1`` with every face cropped (``FILL_FRACTION``
-  set to infinity: the service before the face-filling rule);
-- rule: ``FACE_DETECTION=1`` as shipped, where a face whose crop fills the
-  frame is scored as the whole centred square (``aiface.faces.scored_box``).
+- whole image: no face finder (the service's ``FACE_DETECTION=0``), the
+  centred square downscaled;
+- face crops: every face cropped (``aiface.faces.crop_box`` as the region:
+  the service before the face-filling rule);
+- rule: as shipped, where a face whose crop fills the frame is scored as the
+  whole centred square (``aiface.faces.scored_box``).
 
 Prints accuracy, balanced accuracy and ROC AUC at the model's threshold, how
 often a face was found, filled the frame, and was the pasted one; then the
@@ -31,7 +31,6 @@ import math
 import os
 import sys
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -39,12 +38,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np
 from PIL import Image
 
-from aiface import faces as faces_module
 from aiface.bundle import load_bundle
-from aiface.faces import Box, crop_box
+from aiface.faces import FILL_FRACTION, Box, FaceFinder, crop_box, default_finder, fills_frame
+from aiface.pipeline import Detection, Predict, conclude, detect_many, prepare_many, score
 from aiface.preprocess import ImageError, load_image
-from server.config import DEFAULTS
-from server.detector import Detector
 from training import metrics
 from training.layout import list_split
 
@@ -120,18 +117,7 @@ def inside(point_x: float, point_y: float, box: Box) -> bool:
     return box.x <= point_x < box.x + box.width and box.y <= point_y < box.y + box.height
 
 
-@contextmanager
-def fill_fraction(value: float):
-    """aiface.faces.FILL_FRACTION set to ``value`` meanwhile (math.inf: every face cropped, as before the rule)."""
-    kept = faces_module.FILL_FRACTION
-    faces_module.FILL_FRACTION = value
-    try:
-        yield
-    finally:
-        faces_module.FILL_FRACTION = kept
-
-
-def rule_score(detection, whole_score: float, limit: float) -> tuple[float, bool]:
+def rule_score(detection: Detection, whole_score: float, limit: float) -> tuple[float, bool]:
     """The verdict the rule at ``limit`` gives, from an every-face-cropped detection and the whole square's score.
 
     A face whose crop fills the frame scores the whole square (``aiface.faces.scored_box``), the others
@@ -139,34 +125,47 @@ def rule_score(detection, whole_score: float, limit: float) -> tuple[float, bool
     """
     if not detection.faces:
         return whole_score, False
-    with fill_fraction(limit):
-        fills = [faces_module.fills_frame(crop_box(face.box, detection.width, detection.height),
-                                          detection.width, detection.height) for face in detection.faces]
+    fills = [fills_frame(crop_box(face.box, detection.width, detection.height), detection.width, detection.height,
+                         limit) for face in detection.faces]
     scores = [whole_score if fill else face.probability_fake for face, fill in zip(detection.faces, fills, strict=True)]
     return max(scores), any(fills)
 
 
-def score_set(name: str, images: list[bytes], whole: Detector, faces: Detector, scores: dict, sweep: dict,
-              counts: dict) -> None:
-    """Scores ``images`` whole, every face cropped, and with the face-filling rule as shipped."""
+class Ways:
+    """The three ways of scoring a chunk of encoded images, through aiface.pipeline."""
+
+    def __init__(self, finder: FaceFinder, predict: Predict, size: int):
+        self.finder, self.predict, self.size = finder, predict, size
+
+    def score(self, chunk: list[bytes]) -> tuple[list[Detection], list[Detection], list[Detection]]:
+        """(whole image, every face cropped, the rule as shipped) detections of each image."""
+        images = [load_image(data) for data in chunk]
+        whole = detect_many(images, None, self.predict, self.size)
+        prepared = prepare_many(images, self.finder, self.size, frame=crop_box)
+        cropped = [conclude(item, scores) for item, scores in zip(prepared, score(prepared, self.predict), strict=True)]
+        return whole, cropped, detect_many(images, self.finder, self.predict, self.size)
+
+
+def score_set(name: str, images: list[bytes], ways: Ways, scores: dict, sweep: dict, counts: dict) -> list[Detection]:
+    """Scores ``images`` whole, every face cropped, and with the face-filling rule as shipped; returns the last."""
     rows = {f"{name}, whole image": [], f"{name}, face crops": [], f"{name}, rule": []}
+    shipped_all = []
     for first in range(0, len(images), CHUNK):
-        chunk = images[first : first + CHUNK]
-        whole_scores = [d.probability_fake for d in whole.detect_many(chunk)]
-        with fill_fraction(math.inf):
-            cropped = faces.detect_many(chunk)
-        ruled = faces.detect_many(chunk)
+        whole, cropped, ruled = ways.score(images[first : first + CHUNK])
+        whole_scores = [d.probability_fake for d in whole]
         rows[f"{name}, whole image"] += whole_scores
         rows[f"{name}, face crops"] += [d.probability_fake for d in cropped]
         rows[f"{name}, rule"] += [d.probability_fake for d in ruled]
-        for detection, score, shipped in zip(cropped, whole_scores, ruled, strict=True):
+        shipped_all += ruled
+        for detection, whole_score, shipped in zip(cropped, whole_scores, ruled, strict=True):
             counts[name]["found"] += detection.scored == "faces"
-            counts[name]["filled"] += rule_score(detection, score, faces_module.FILL_FRACTION)[1]
-            # The rule worked out from the two runs is what the service gives (same pixels, same model).
-            assert abs(rule_score(detection, score, faces_module.FILL_FRACTION)[0] - shipped.probability_fake) < 1e-5
+            counts[name]["filled"] += rule_score(detection, whole_score, FILL_FRACTION)[1]
+            # The rule worked out from the two runs is what the pipeline gives (same pixels, same model).
+            assert abs(rule_score(detection, whole_score, FILL_FRACTION)[0] - shipped.probability_fake) < 1e-5
             for limit in SWEEP:
-                sweep[name][limit].append(rule_score(detection, score, limit))
+                sweep[name][limit].append(rule_score(detection, whole_score, limit))
     scores.update(rows)
+    return shipped_all
 
 
 SWEEP = (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, math.inf)
@@ -194,9 +193,7 @@ def main(argv: list[str] | None = None) -> int:
 
     bundle = load_bundle(args.model)
     threshold = bundle.metadata.threshold
-    base = {**DEFAULTS, "MODEL_PATH": str(args.model)}
-    whole = Detector(bundle, {**base, "FACE_DETECTION": False})
-    faces = Detector(bundle, {**base, "FACE_DETECTION": True})
+    ways = Ways(default_finder(), bundle.predictor(), bundle.metadata.image_size)
     makers = backgrounds(args.frame)
     names = list(makers)
     rng = np.random.default_rng(args.seed)
@@ -222,13 +219,12 @@ def main(argv: list[str] | None = None) -> int:
     sets = ["original"] + [f"scene {fraction:g}" for fraction in args.face_fraction]
     sweep = {name: {limit: [] for limit in SWEEP} for name in sets}
     counts = {name: {"found": 0, "filled": 0} for name in sets}
-    score_set("original", originals, whole, faces, scores, sweep, counts)
+    score_set("original", originals, ways, scores, sweep, counts)
     placed = {}
     for fraction, (encoded, where) in scenes.items():
         name = f"scene {fraction:g}"
-        score_set(name, encoded, whole, faces, scores, sweep, counts)
         right = wrong = 0
-        for detection, box in zip(faces.detect_many(encoded), where, strict=True):
+        for detection, box in zip(score_set(name, encoded, ways, scores, sweep, counts), where, strict=True):
             hits = [inside(f.box.x + f.box.width / 2, f.box.y + f.box.height / 2, box) for f in detection.faces]
             right += any(hits)
             wrong += hits.count(False)
@@ -240,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     meta = bundle.metadata
     print(f"model {args.model} ({meta.name} {meta.version}, {meta.backbone}, {meta.image_size} px, threshold "
           f"{threshold:.3f}); {args.data_dir} split {args.split}: {reals} real, {fakes} fake ({skipped} unreadable), "
-          f"seed {args.seed}; FILL_FRACTION {faces_module.FILL_FRACTION:g}")
+          f"seed {args.seed}; FILL_FRACTION {FILL_FRACTION:g}")
     print(f"scenes: {args.frame} px square, face image {', '.join(f'{f:.0%}' for f in args.face_fraction)} of the side "
           f"at a random place; backgrounds in turn: {', '.join(names)}; {elapsed:.1f} s")
     for name in sets:

@@ -23,13 +23,12 @@ import threading
 
 from flask import Flask, g, request
 
+from server.body import buffer_body
+from server.exceptions import Busy
+
 # The endpoints that do the expensive work; health and model card are never refused.
 DETECTION_ENDPOINTS = frozenset({"api.detect", "api.detect_batch"})
 EXTENSION_KEY = "aiface_admission"
-
-
-class Busy(RuntimeError):
-    """As many detection requests as allowed are already being handled."""
 
 
 class Admission:
@@ -84,8 +83,6 @@ class PixelBudget:
 
 
 def register(app: Flask) -> None:
-    from server.body import buffer_body  # imports server.errors, which imports this module
-
     admission = app.extensions[EXTENSION_KEY] = Admission(app.config["MAX_IN_FLIGHT"])
 
     @app.before_request

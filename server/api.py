@@ -12,7 +12,8 @@ from flask import Blueprint, current_app, jsonify, request
 from aiface.preprocess import ImageError
 from aiface.verdict import verdict
 from server.detector import Detection, Detector
-from server.errors import ApiError, error_body, image_error_status
+from server.errors import error_body, image_error_status
+from server.exceptions import ApiError
 
 bp = Blueprint("api", __name__)
 

@@ -20,9 +20,7 @@ from concurrent.futures import Future
 
 import numpy as np
 
-
-class QueueFull(RuntimeError):
-    """More inputs are waiting for the model than the queue may hold."""
+from server.exceptions import QueueFull
 
 
 class MicroBatcher:

@@ -23,7 +23,7 @@ import time
 
 from flask import Request, g
 
-from server.errors import ApiError, too_large_message
+from server.exceptions import ApiError, too_large_message
 
 CHUNK = 64 * 1024
 

@@ -14,15 +14,17 @@ import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from aiface.preprocess import DEFAULT_MAX_BYTES, DEFAULT_MAX_IMAGE_PIXELS
+
 ENV_PREFIX = "AIFACE_"
 
 DEFAULTS = {
     # The bundled model; a NAME.json with its metadata lies beside it.
     "MODEL_PATH": str(Path(__file__).parent / "model" / "aiface.keras"),
     # Bytes in one request body; a phone photo is a few MB.
-    "MAX_CONTENT_LENGTH": 20 * 1024 * 1024,
+    "MAX_CONTENT_LENGTH": DEFAULT_MAX_BYTES,
     # Decoded pixels in one image: refuses decompression bombs before decoding.
-    "MAX_IMAGE_PIXELS": 50_000_000,
+    "MAX_IMAGE_PIXELS": DEFAULT_MAX_IMAGE_PIXELS,
     # Pixels of the images being decoded and prepared at once in one process
     # (a decoded pixel costs about 4 bytes while decoding): an image that does
     # not fit waits for room, at most INFERENCE_TIMEOUT_S; one image alone

@@ -1,34 +1,32 @@
-"""The model, loaded once per process, and how one upload becomes a result."""
+"""The model, loaded once per process, and what the service adds to the inference path.
+
+The path itself (decode, faces, crops, model, detection) is ``aiface.pipeline``;
+here are what only the service needs: the pixel budget while an upload is
+decoded, the micro-batcher or TF Serving as the model, the timeout, and
+Grad-CAM explanations.
+"""
 
 from __future__ import annotations
 
 import time
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from aiface.bundle import Bundle, load_bundle
 from aiface.explain import GradCam, render_png
-from aiface.faces import Box, crop, default_finder, scored_box, whole_image_box
-from aiface.preprocess import ImageError, OpenedImage, to_model_input
+from aiface.faces import Box, default_finder
+from aiface.pipeline import Detection, conclude, prepare
+from aiface.preprocess import ImageError, OpenedImage
 from server.admission import PixelBudget
 from server.batcher import MicroBatcher
+from server.exceptions import InferenceTimeout
 from server.tfserving import TFServing, load_metadata
 
 # Largest side of an explanation PNG: the map has 7 x 7 cells, more pixels add
 # nothing but bytes; the client stretches it over its box.
 EXPLANATION_MAX_SIDE = 512
-
-
-class InferenceTimeout(RuntimeError):
-    """The model did not answer in time (the service is overloaded)."""
-
-
-@dataclass(frozen=True)
-class ScoredFace:
-    box: Box  # the face as found, in the upright image's pixels
-    probability_fake: float
 
 
 @dataclass(frozen=True)
@@ -37,20 +35,6 @@ class Explanation:
     box: Box  # the scored region of the image it covers
     width: int
     height: int
-
-
-@dataclass(frozen=True)
-class Detection:
-    probability_fake: float
-    width: int
-    height: int
-    elapsed_ms: float
-    faces: tuple[ScoredFace, ...] = ()
-    # "faces" when faces were found and scored, else "whole_image".
-    scored: str = "whole_image"
-    # The region whose score is the verdict, and its model input, for explain().
-    region: Box | None = None
-    region_input: np.ndarray | None = field(default=None, repr=False, compare=False)
 
 
 class Detector:
@@ -75,15 +59,7 @@ class Detector:
         )
         if bundle is not None:
             # Only a model run here needs TensorFlow (not MODEL_BACKEND=tfserving).
-            import tensorflow as tf
-
-            # One trace for every batch size: model.predict_on_batch retraces for
-            # each new batch size it meets, which costs seconds on a real backbone.
-            self._serve = tf.function(
-                lambda batch: bundle.model(batch, training=False),
-                input_signature=[tf.TensorSpec((None, self.size, self.size, 3), tf.float32)],
-                autograph=False,
-            )
+            self._local = bundle.predictor()
             # Traces it now, so that the first request is not the slow one.
             self._forward(np.zeros((1, self.size, self.size, 3), np.float32))
 
@@ -108,8 +84,7 @@ class Detector:
     def _forward(self, batch: np.ndarray) -> np.ndarray:
         if self._remote is not None:
             return self._remote.predict_fake(batch)
-        # model.predict would build a tf.data pipeline for every call.
-        return self._serve(np.asarray(batch, np.float32)).numpy()[:, 1].astype(np.float64)
+        return self._local(batch)
 
     def _predict(self, inputs: list[np.ndarray]) -> list[float]:
         if not inputs:
@@ -118,7 +93,7 @@ class Detector:
             # The naive way, kept as the benchmark's baseline: a model.predict per request.
             predict = self._forward if self.bundle is None else self.bundle.predict_fake
             return [float(p) for p in predict(np.stack(inputs))]
-        # Raises batcher.QueueFull at once when the queue is full (a 503, see server/errors.py).
+        # Raises QueueFull at once when the queue is full (a 503, see server/errors.py).
         futures = self._batcher.submit_many(inputs)
         try:
             return [future.result(timeout=self._timeout_s) for future in futures]
@@ -126,19 +101,6 @@ class Detector:
             for future in futures:
                 future.cancel()  # nobody waits for them any more: no forward pass for them
             raise InferenceTimeout(f"the model did not answer within {self._timeout_s:g} s") from None
-
-    def _regions(self, pixels: np.ndarray) -> list[tuple[Box, Box | None, np.ndarray]]:
-        """(scored region, face box or None, model input) for each region to score."""
-        height, width = pixels.shape[:2]
-        faces = self._faces.find(pixels) if self._faces is not None else []
-        if not faces:
-            return [(whole_image_box(width, height), None, to_model_input(pixels, self.size))]
-        regions = []
-        for face in faces:
-            # The face's crop, or the whole centred square when the face fills the frame (aiface.faces, step 7).
-            box = scored_box(face.box, width, height)
-            regions.append((box, face.box, to_model_input(crop(pixels, box), self.size)))
-        return regions
 
     @property
     def can_explain(self) -> bool:
@@ -154,26 +116,6 @@ class Detector:
         scale = min(1.0, EXPLANATION_MAX_SIDE / max(box.width, box.height))
         width, height = max(1, round(box.width * scale)), max(1, round(box.height * scale))
         return Explanation(render_png(heatmap, width, height), box, width, height)
-
-    def _detection(self, size: tuple[int, int], scale: tuple[float, float], regions, scores: list[float],
-                   elapsed_ms: float, keep_input: bool) -> Detection:
-        """The verdict from each region's score, with boxes in the full image's pixels."""
-        best = int(np.argmax(scores))
-        region, face, region_input = regions[best]
-        return Detection(
-            probability_fake=scores[best],
-            width=size[0],
-            height=size[1],
-            elapsed_ms=elapsed_ms,
-            faces=tuple(
-                ScoredFace(_scaled(f, scale, size), p)
-                for (_, f, _), p in zip(regions, scores, strict=True)
-                if f is not None
-            ),
-            scored="whole_image" if face is None else "faces",
-            region=_scaled(region, scale, size),
-            region_input=region_input if keep_input else None,
-        )
 
     def detect(self, data: bytes) -> Detection:
         """Score encoded image bytes; raises aiface.preprocess.ImageError for bad input."""
@@ -202,18 +144,7 @@ class Detector:
         # The header says how many pixels decoding will make; wait for room for them.
         with OpenedImage(data, self._max_pixels) as opened, \
                 self._pixel_budget.hold(opened.decoded_pixels, self._timeout_s):
-            image = opened.load()
-            regions = self._regions(image.pixels)
-            size, scale = (image.width, image.height), image.scale
-            del image  # only the model inputs wait for the model
-        scores = self._predict([region_input for _, _, region_input in regions])
-        return self._detection(size, scale, regions, scores, (time.perf_counter() - start) * 1000.0, keep_input)
-
-
-def _scaled(box: Box | None, scale: tuple[float, float], size: tuple[int, int]) -> Box | None:
-    """A box in reduced pixels (aiface.preprocess, step 1a) in the full image's pixels, inside the image."""
-    if box is None or scale == (1.0, 1.0):
-        return box
-    (scale_x, scale_y), (width, height) = scale, size
-    x, y = min(round(box.x * scale_x), width - 1), min(round(box.y * scale_y), height - 1)
-    return Box(x, y, min(round(box.width * scale_x), width - x), min(round(box.height * scale_y), height - y))
+            # Only the model inputs wait for the model, not the decoded pixels.
+            prepared = prepare(opened.load(), self._faces, self.size)
+        scores = self._predict([region.input for region in prepared.regions])
+        return conclude(prepared, scores, keep_input, (time.perf_counter() - start) * 1000.0)

@@ -8,10 +8,7 @@ from flask import Flask, current_app, jsonify
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from aiface.preprocess import ImageError
-from server.admission import Busy
-from server.batcher import QueueFull
-from server.detector import InferenceTimeout
-from server.tfserving import BackendUnavailable
+from server.exceptions import ApiError, BackendUnavailable, Busy, InferenceTimeout, QueueFull, too_large_message
 
 # Every ImageError code is the client's fault; only its size problem is not a 400.
 IMAGE_ERROR_STATUS = {"too_large": 413}
@@ -26,19 +23,6 @@ RETRY_AFTER_S = 1
 # What clients are told when the model backend fails; the details (its
 # address, the socket error) go to the server's log only.
 BACKEND_MESSAGE = "the model backend is unavailable; retry shortly"
-
-
-def too_large_message(limit: int) -> str:
-    """What a client is told when its request body is over MAX_CONTENT_LENGTH (here and in server/body.py)."""
-    return f"the request body is over the {limit:,} bytes allowed (MAX_CONTENT_LENGTH); send a smaller image"
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str):
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
 
 
 def error_body(code: str, message: str) -> dict:

@@ -23,15 +23,12 @@ from pathlib import Path
 import numpy as np
 
 from aiface.bundle import Metadata, metadata_path, read_metadata
+from server.exceptions import BackendUnavailable
 
 # Pixel values in [0, 255] sent with four decimals: a quarter of the JSON of
 # full float64 digits, and 5e-5 of a grey level is far below what changes a score.
 DECIMALS = 4
 METADATA_FILE = "metadata.json"
-
-
-class BackendUnavailable(RuntimeError):
-    """TF Serving did not answer, or answered with an error."""
 
 
 def load_metadata(path: str | Path) -> Metadata:

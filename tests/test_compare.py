@@ -38,6 +38,7 @@ def test_two_models_side_by_side(tiny_model_path, data_with_fair_pairs, tmp_path
     assert "audit: only fakes laundered" in table
     assert "| `zoya_140k_subset` ceiling: best accuracy at any threshold |" in table
     assert table.count("| figure | tiny-test 0.0.1 | tiny-test 0.0.1 (") == 1
+    assert report["scoring"] == "faces" and "Scored: the faces found, as the service scores them." in table
 
 
 def _scores(p_fake, labels, sources):

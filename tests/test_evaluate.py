@@ -64,7 +64,7 @@ def test_report_files_and_contents(report_dir, tiny_model_path, data_with_140k):
     assert report["other_sources"]["images"] == 12
     assert [item["path"].endswith("synth_a_broken.png") for item in report["data"]["skipped"]] == [True]
     assert set(report["robustness"]) == {
-        "jpeg_90", "jpeg_70", "jpeg_50", "jpeg_30", "downscale_128", "downscale_64", "laundered",
+        "jpeg_90", "jpeg_70", "jpeg_50", "jpeg_30", "downscale_128", "downscale_64", "laundered", "blur", "down_up",
     }
     assert all(entry["images"] == 16 for entry in report["robustness"].values())
     assert sum(entry["count"] for entry in report["reliability_bins"]) == 16
@@ -141,3 +141,22 @@ def test_laundering_transforms():
     assert 0 < error_90 < error_30
     with pytest.raises(ValueError, match="quality"):
         jpeg_recompress(pixels, 0)
+
+
+def test_the_report_says_whether_faces_or_whole_images_were_scored(tiny_model_path, tmp_path):
+    from test_faces import scene
+
+    data = tmp_path / "data"
+    for label, pixels in (("real", scene()), ("fake", face_like(7, fake=True))):
+        (data / "test" / label).mkdir(parents=True)
+        (data / "test" / label / f"synth_a_{label}.png").write_bytes(encode(pixels))
+    reports = {}
+    for name, extra in (("faces", []), ("whole", ["--whole-image"])):
+        out = tmp_path / name
+        assert main([str(tiny_model_path), str(data), "--out", str(out), "--no-sweep", *extra]) == 0
+        reports[name] = (json.loads((out / "report.json").read_text()), (out / "report.md").read_text())
+    faces, whole = reports["faces"][0]["data"], reports["whole"][0]["data"]
+    assert (faces["scoring"], faces["scored_on_faces"]) == ("faces", 1)
+    assert (whole["scoring"], whole["scored_on_faces"]) == ("whole_image", 0)
+    assert "the faces found, as the service scores them (1 of the images on a face" in reports["faces"][1]
+    assert "- scored: each whole image" in reports["whole"][1]

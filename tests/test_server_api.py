@@ -16,7 +16,7 @@ from aiface.preprocess import composite_on_white
 from aiface.verdict import verdict
 from helpers import encode, face_like
 from server import create_app
-from server.detector import InferenceTimeout
+from server.exceptions import InferenceTimeout
 
 
 def detect_raw(client, data: bytes, content_type: str = "image/png"):

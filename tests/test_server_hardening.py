@@ -20,7 +20,8 @@ from aiface import preprocess
 from aiface.preprocess import ImageError, OpenedImage, load_image, to_model_input
 from helpers import encode, face_like
 from server import StartupError, check_settings, create_app
-from server.admission import Busy, PixelBudget
+from server.admission import PixelBudget
+from server.exceptions import Busy
 
 DATA = Path(__file__).resolve().parent / "data"
 

@@ -13,7 +13,8 @@ import pytest
 
 from helpers import HeldModel, encode, face_like
 from server import StartupError, create_app
-from server.batcher import MicroBatcher, QueueFull
+from server.batcher import MicroBatcher
+from server.exceptions import QueueFull
 
 
 def held_batcher(max_queue: int) -> tuple[MicroBatcher, HeldModel, object]:

@@ -2,7 +2,8 @@
 
     python -m training.compare MODEL [MODEL ...] --data DATA_DIR --split test --out DIR
 
-Each model scores the split four times: as it is, laundered (both classes),
+Images are scored as the service scores them (``aiface.pipeline``, faces
+found), or whole with ``--whole-image``. Each model scores the split four times: as it is, laundered (both classes),
 only fakes laundered and only reals laundered (the shortcut audit; the
 standard laundering of ``training.launder``); then the real images alone
 blurred and downscaled-and-back (``REAL_PASSES``: how many smoothed real
@@ -42,6 +43,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--aligned", action="append", default=[], type=Path, metavar="DIR",
                         help="a training.aligned folder whose pairs of the split are scored too, per decoder")
+    parser.add_argument("--whole-image", action="store_true",
+                        help="score whole images (their centred square), not the faces found in them")
     return parser.parse_args(argv)
 
 
@@ -87,7 +90,7 @@ def compare(args: argparse.Namespace) -> dict:
     if args.out.exists() and any(args.out.iterdir()) and not args.overwrite:
         raise FileExistsError(f"{args.out} is not empty; pass --overwrite to replace its comparison")
     from aiface.bundle import load_bundle
-    from training.evaluate import SWEEP
+    from training.evaluate import SWEEP, finder_for, scoring_description
     from training.launder import launder
     from training.layout import list_split
     from training.scoring import score_examples
@@ -95,6 +98,7 @@ def compare(args: argparse.Namespace) -> dict:
     examples = list_split(args.data, args.split)
     reals = [e for e in examples if e.label == 0]
     aligned = [e for folder in args.aligned for e in list_split(folder, args.split)]
+    finder = finder_for(args.whole_image)
     results = {}
     for path in args.models:
         bundle = load_bundle(path)
@@ -104,7 +108,8 @@ def compare(args: argparse.Namespace) -> dict:
             label = f"{label} ({path})"
         scores = {
             which: score_examples(bundle, examples, transform=launder, transform_labels=labels,
-                                  batch_size=args.batch_size, progress=f"{label} ({which} laundered)")
+                                  batch_size=args.batch_size, progress=f"{label} ({which} laundered)",
+                                  finder=finder)
             for which, labels in PASSES.items()
         }
         results[label] = {
@@ -115,7 +120,7 @@ def compare(args: argparse.Namespace) -> dict:
         for which in REAL_PASSES:
             description, transform = SWEEP[which]
             passed = score_examples(bundle, reals, transform=transform, batch_size=args.batch_size,
-                                    progress=f"{label} (reals, {which})")
+                                    progress=f"{label} (reals, {which})", finder=finder)
             smoothed[which] = {
                 "description": description,
                 "false_positive_rate": passed.summary(meta.threshold)["false_positive_rate"],
@@ -125,11 +130,13 @@ def compare(args: argparse.Namespace) -> dict:
         if aligned:
             aligned_scores = {
                 which: score_examples(bundle, aligned, transform=launder, transform_labels=PASSES[which],
-                                      batch_size=args.batch_size, progress=f"{label} (aligned, {which} laundered)")
+                                      batch_size=args.batch_size, progress=f"{label} (aligned, {which} laundered)",
+                                      finder=finder)
                 for which in ("none", "both")
             }
             results[label]["aligned"] = aligned_figures(aligned_scores, meta.threshold)
-    report = {"data": str(args.data), "split": args.split, "aligned": [str(a) for a in args.aligned],
+    report = {"data": str(args.data), "split": args.split, "scoring": scoring_description(args.whole_image),
+              "aligned": [str(a) for a in args.aligned],
               "models": results}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "compare.json").write_text(json.dumps(report, indent=2) + "\n")
@@ -206,6 +213,8 @@ def markdown(report: dict) -> str:
         f"# Side by side on `{report['data']}` {report['split']}",
         "",
         "Each model at its own stored threshold; laundered = downscaled to 128 px and re-saved as JPEG quality 40.",
+        "Scored: " + ("each whole image (its centred square)." if report.get("scoring") == "whole_image"
+                      else "the faces found, as the service scores them."),
         "The ceilings choose their threshold on these very images: what the ranking would allow, not a figure "
         "to promise.",
         "",

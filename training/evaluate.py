@@ -6,7 +6,10 @@ writes ``REPORT_DIR/report.json``, ``report.md``, ``roc.png`` and
 ``reliability.png``: the metrics of ``training.metrics`` at the model's
 stored threshold, over all images, for the 140k sample, per source, and
 under a robustness sweep (JPEG re-compression, downscaling and blur of both
-classes). ``--launder both|fake|real`` applies the standard laundering
+classes). Images are scored as the service scores them (``aiface.pipeline``): faces
+found, each face's region scored, the highest score the image's;
+``--whole-image`` scores each whole image's centred square instead, and the
+report says which. ``--launder both|fake|real`` applies the standard laundering
 (``training.launder.launder``) to the chosen classes first: the shortcut
 audit, where a model that keys on image quality rather than generation
 artefacts falls apart.
@@ -25,6 +28,8 @@ from pathlib import Path
 import numpy as np
 
 from aiface.bundle import Bundle, ModelLoadError, load_bundle
+from aiface.faces import FaceFinder, default_finder
+from aiface.pipeline import FACES, WHOLE_IMAGE
 from training import launder as laundering
 from training import metrics
 from training.cli import fail
@@ -74,6 +79,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--no-sweep", action="store_true", help="skip the robustness sweep (9 more passes over the data)"
     )
     parser.add_argument("--batch-size", type=int, default=64, help="images per model call (default: 64)")
+    parser.add_argument(
+        "--whole-image", action="store_true",
+        help="score each whole image (its centred square) instead of the faces found in it, as the service does",
+    )
     args = parser.parse_args(argv)
     if args.batch_size < 1:
         parser.error("--batch-size must be positive")
@@ -95,11 +104,21 @@ def _launder_description(mode: str) -> str:
     return f"{whom} downscaled to {LAUNDER_SIZE} px and re-saved as JPEG quality {LAUNDER_QUALITY}"
 
 
-def robustness_sweep(bundle: Bundle, examples, batch_size: int) -> dict:
+def finder_for(whole_image: bool) -> FaceFinder | None:
+    """The service's face finder, or None to score whole images (--whole-image)."""
+    return None if whole_image else default_finder()
+
+
+def scoring_description(whole_image: bool) -> str:
+    return WHOLE_IMAGE if whole_image else FACES
+
+
+def robustness_sweep(bundle: Bundle, examples, batch_size: int, finder: FaceFinder | None) -> dict:
     threshold = bundle.metadata.threshold
     results = {}
     for key, (description, transform) in SWEEP.items():
-        scores = score_examples(bundle, examples, transform=transform, batch_size=batch_size, progress=key)
+        scores = score_examples(bundle, examples, transform=transform, batch_size=batch_size, progress=key,
+                                finder=finder)
         labels, p_fake = scores.labels, scores.p_fake
         block = metrics.summary(labels, p_fake, threshold)
         in_subset = scores.sources == SUBSET_140K
@@ -120,6 +139,7 @@ def evaluate(args: argparse.Namespace) -> dict:
     check_out_dir(args.out, args.overwrite)
     examples = list_split(args.data_dir, args.split)
     bundle = load_bundle(args.model)
+    finder = finder_for(args.whole_image)
     scores = score_examples(
         bundle,
         examples,
@@ -127,6 +147,7 @@ def evaluate(args: argparse.Namespace) -> dict:
         transform_labels=LAUNDER_LABELS[args.launder],
         batch_size=args.batch_size,
         progress=args.split,
+        finder=finder,
     )
     if not scores.examples:
         raise LayoutError(f"none of the {len(examples)} images in {args.data_dir} ({args.split}) could be read")
@@ -142,7 +163,7 @@ def evaluate(args: argparse.Namespace) -> dict:
     elif args.no_sweep:
         robustness, note = None, "--no-sweep"
     else:
-        robustness, note = robustness_sweep(bundle, examples, args.batch_size), None
+        robustness, note = robustness_sweep(bundle, examples, args.batch_size, finder), None
     report = {
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "model": {
@@ -161,6 +182,8 @@ def evaluate(args: argparse.Namespace) -> dict:
             "images": int(labels.size),
             "launder": args.launder,
             "launder_description": _launder_description(args.launder),
+            "scoring": scoring_description(args.whole_image),
+            "scored_on_faces": scores.scored_on_faces,
             "skipped": [{"path": str(path), "reason": reason} for path, reason in scores.skipped],
         },
         "overall": scores.summary(threshold),

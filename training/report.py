@@ -67,6 +67,9 @@ def markdown(report: dict) -> str:
         f"- data: `{data['dir']}`, split `{data['split']}`: {data['images']} images scored, "
         f"{len(data['skipped'])} unreadable skipped",
         f"- laundering: {data['launder_description']}",
+        "- scored: "
+        + (f"the faces found, as the service scores them ({data['scored_on_faces']} of the images on a face, "
+           "the others whole)" if data.get("scoring") == "faces" else "each whole image (its centred square)"),
         "",
         "Images are called fake iff P(fake) >= the threshold. ECE: 15 equal-width bins of P(fake).",
         "",

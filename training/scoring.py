@@ -1,11 +1,13 @@
-"""Scoring labelled images with a model bundle, in batches.
+"""Scoring labelled images with a model bundle, in batches, through the service's path.
 
-Images go through the shared preprocessing (``aiface.preprocess``), after
-an optional pixel transform (laundering, ``training.launder``) applied to the
-decoded image as a user's copy would have been. Decoding runs in a thread
-pool one batch ahead of the model (Pillow and numpy release the GIL for most
-of the work). Files that cannot be read are skipped, counted and named,
-never a crash.
+Images go through ``aiface.pipeline`` as the service scores them: decoded,
+faces found with ``finder`` (each face's region scored, the highest score
+the image's), or, with no finder, the whole image's centred square; an
+optional pixel transform (laundering, ``training.launder``) is applied to
+the decoded image first, as a user's copy would have been. Decoding runs in
+a thread pool one batch ahead of the model (Pillow and numpy release the GIL
+for most of the work). Files that cannot be read are skipped, counted and
+named, never a crash.
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ import numpy as np
 from tqdm import tqdm
 
 from aiface.bundle import Bundle
-from aiface.preprocess import load_image, to_model_input
+from aiface.faces import FaceFinder
+from aiface.pipeline import FACES, best_region, conclude, prepare_many, score
+from aiface.preprocess import LoadedImage, load_image
 from training import metrics
 from training.layout import Example
 
@@ -39,6 +43,12 @@ class Scores:
     p_fake: np.ndarray  # float64, the bundle's (calibrated) P(fake)
     logits: np.ndarray  # float64, log P(fake) - log P(real) of the same softmax
     skipped: list[tuple[Path, str]] = field(default_factory=list)
+    # Per image, what was scored: aiface.pipeline.FACES or WHOLE_IMAGE.
+    scored: list[str] = field(default_factory=list)
+
+    @property
+    def scored_on_faces(self) -> int:
+        return sum(what == FACES for what in self.scored)
 
     @property
     def labels(self) -> np.ndarray:
@@ -62,11 +72,10 @@ class Scores:
         return {name: self.summary(threshold, sources == name) for name in sorted(set(sources))}
 
 
-def _prepare(example: Example, size: int, transform: Transform | None) -> np.ndarray:
-    pixels = load_image(example.path).pixels
-    if transform is not None:
-        pixels = transform(pixels)
-    return to_model_input(pixels, size)
+def _load(example: Example, transform: Transform | None) -> LoadedImage:
+    image = load_image(example.path)
+    # A transformed copy is an image of its own, at its own size.
+    return LoadedImage(transform(image.pixels)) if transform is not None else image
 
 
 def _chunks(items: Sequence[Example], size: int) -> Iterator[Sequence[Example]]:
@@ -82,19 +91,22 @@ def score_examples(
     batch_size: int = 64,
     workers: int = 4,
     progress: str | None = None,
+    finder: FaceFinder | None = None,
 ) -> Scores:
     """Score ``examples``; ``transform`` is applied only to images whose label is in ``transform_labels``.
 
-    ``progress``: a name for a progress bar on stderr (redrawn in place on a
-    terminal, a line every 30 s in a log file), or None for silence.
+    ``finder``: faces are found and scored as the service does, or, None,
+    each whole image is scored. ``progress``: a name for a progress bar on
+    stderr (redrawn in place on a terminal, a line every 30 s in a log
+    file), or None for silence.
     """
     if batch_size < 1:
         raise ValueError(f"batch size must be positive, got {batch_size}")
     size = bundle.metadata.image_size
     logits_model = _logits_model(bundle.model)
     scored: list[Example] = []
-    outputs: list[np.ndarray] = []
-    logit_outputs: list[np.ndarray] = []
+    rows: list[np.ndarray] = []  # per image: P(fake), logit
+    what: list[str] = []
     skipped: list[tuple[Path, str]] = []
     bar = tqdm(
         total=len(examples),
@@ -105,49 +117,52 @@ def score_examples(
         mininterval=0.5 if sys.stderr.isatty() else 30.0,
     )
 
-    def finish(batch: Sequence[Example], futures: list[Future]) -> None:
-        inputs = []
+    def predict(batch: np.ndarray) -> np.ndarray:
+        """(N, 2): each input's P(fake) and logit."""
+        if logits_model is None:
+            probabilities = np.asarray(bundle.model.predict_on_batch(batch), dtype=np.float64)
+            clipped = np.maximum(probabilities, _TINY)
+            logits = np.log(clipped[:, 1]) - np.log(clipped[:, 0])
+        else:
+            pairs, probabilities = (np.asarray(out, dtype=np.float64) for out in logits_model.predict_on_batch(batch))
+            logits = pairs[:, 1] - pairs[:, 0]
+        return np.stack([probabilities[:, 1], logits], axis=1)
+
+    def finish(batch: Sequence[Example], futures: list[Future], pool: ThreadPoolExecutor) -> None:
+        images, kept = [], []
         for example, future in zip(batch, futures, strict=True):
             try:
-                inputs.append(future.result())
+                images.append(future.result())
             except (ValueError, OSError) as error:  # ImageError is a ValueError
                 skipped.append((example.path, str(error)))
                 continue
+            kept.append(example)
+        prepared = prepare_many(images, finder, size, pool)
+        for example, item, regions in zip(kept, prepared, score(prepared, predict, batch_size), strict=True):
             scored.append(example)
+            rows.append(regions[best_region(regions[:, 0])])  # the deciding region's logit too
+            what.append(conclude(item, regions[:, 0]).scored)
         bar.update(len(batch))
-        if not inputs:
-            return
-        if logits_model is None:
-            outputs.append(np.asarray(bundle.model.predict_on_batch(np.stack(inputs)), dtype=np.float64))
-        else:
-            logits, probabilities = logits_model.predict_on_batch(np.stack(inputs))
-            logit_outputs.append(np.asarray(logits, dtype=np.float64))
-            outputs.append(np.asarray(probabilities, dtype=np.float64))
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         pending = None
         for batch in _chunks(examples, batch_size):
             futures = [
-                pool.submit(_prepare, example, size, transform if example.label in transform_labels else None)
+                pool.submit(_load, example, transform if example.label in transform_labels else None)
                 for example in batch
             ]
             if pending is not None:
-                finish(*pending)
+                finish(*pending, pool)
             pending = (batch, futures)
         if pending is not None:
-            finish(*pending)
+            finish(*pending, pool)
     bar.close()
 
-    probabilities = np.concatenate(outputs) if outputs else np.zeros((0, 2))
+    table = np.stack(rows) if rows else np.zeros((0, 2))
     if progress and skipped:
         print(f"{progress}: skipped {len(skipped)} unreadable images", file=sys.stderr, flush=True)
-    if logits_model is None:
-        clipped = np.maximum(probabilities, _TINY)
-        logits = np.log(clipped[:, 1]) - np.log(clipped[:, 0])
-    else:
-        pairs = np.concatenate(logit_outputs) if logit_outputs else np.zeros((0, 2))
-        logits = pairs[:, 1] - pairs[:, 0]
-    return Scores(examples=scored, p_fake=probabilities[:, 1].copy(), logits=logits, skipped=skipped)
+    return Scores(examples=scored, p_fake=table[:, 0].copy(), logits=table[:, 1].copy(), skipped=skipped,
+                  scored=what)
 
 
 # One logits model per model: each new one would trace its predict function again
