@@ -8,6 +8,8 @@ import * as esbuild from 'esbuild';
 const WASM_DIR = 'node_modules/@tensorflow/tfjs-backend-wasm/dist';
 // The threaded build hangs in extension pages and is never asked for.
 const WASM_FILES = ['tfjs-backend-wasm.wasm', 'tfjs-backend-wasm-simd.wasm'];
+const C2PA_DIR = 'node_modules/@contentauth/c2pa-web/dist';
+const C2PA_FILES = ['c2pa_worker.js', 'resources/c2pa_bg.wasm'];
 
 await rm('dist', { recursive: true, force: true });
 const common = { bundle: true, outdir: 'dist', target: 'chrome116', minify: true, legalComments: 'none', logLevel: 'warning' };
@@ -20,3 +22,6 @@ await esbuild.build({
 });
 await mkdir('dist/wasm', { recursive: true });
 await Promise.all(WASM_FILES.map((name) => copyFile(`${WASM_DIR}/${name}`, `dist/wasm/${name}`)));
+// The official C2PA reader's worker and WebAssembly, started by src/c2pa-client.js.
+await mkdir('dist/c2pa', { recursive: true });
+await Promise.all(C2PA_FILES.map((path) => copyFile(`${C2PA_DIR}/${path}`, `dist/c2pa/${path.split('/').pop()}`)));

@@ -10,6 +10,8 @@ from pathlib import Path
 from flask import Blueprint, current_app, jsonify, request
 
 from aiface.preprocess import ImageError
+from aiface.provenance import load_trust_anchors, read_provenance
+from aiface.provenance_rule import DECLARED_AI, combine, summarise
 from aiface.verdict import verdict
 from server.detector import Detection, Detector
 from server.errors import error_body, image_error_status
@@ -25,18 +27,32 @@ def detector() -> Detector:
     return current_app.extensions[EXTENSION_KEY]
 
 
+@lru_cache(maxsize=4)
+def _trust_anchors(path: str) -> str | None:
+    return load_trust_anchors(path)  # checked when the app was made (server.config.normalise)
+
+
+def _provenance(data: bytes) -> dict:
+    """What the upload's own metadata says of its origin (aiface/provenance_rule.py)."""
+    return summarise(read_provenance(data, _trust_anchors(current_app.config["TRUST_ANCHORS"])))
+
+
 @lru_cache(maxsize=1)
 def openapi_document() -> dict:
     return json.loads(OPENAPI_FILE.read_text())
 
 
-def _result(detection: Detection) -> dict:
+def _result(detection: Detection, provenance: dict) -> dict:
+    """The pixels' score with the file's provenance; a declaration of AI generation makes the verdict."""
     metadata = detector().metadata
+    shown = combine(verdict(detection.probability_fake, metadata.threshold), provenance)
+    fake = shown == DECLARED_AI or detection.probability_fake >= metadata.threshold
     return {
         "probability_fake": detection.probability_fake,
-        "label": "fake" if detection.probability_fake >= metadata.threshold else "real",
+        "label": "fake" if fake else "real",
         "threshold": metadata.threshold,
-        "verdict": verdict(detection.probability_fake, metadata.threshold),
+        "verdict": shown,
+        "provenance": provenance,
         "model": {"name": metadata.name, "version": metadata.version, "backbone": metadata.backbone},
         "elapsed_ms": round(detection.elapsed_ms, 3),
         "image": {"width": detection.width, "height": detection.height},
@@ -101,7 +117,7 @@ def detect():
         raise ApiError(400, "too_many_images", "send one 'image' field here, or use /v1/detect/batch")
     explain = _explain_requested()
     detection = detector().detect(uploads[0])
-    result = _result(detection)
+    result = _result(detection, _provenance(uploads[0]))
     if explain:
         result["explanation"] = _explanation(detection)
     return jsonify(result)
@@ -116,11 +132,11 @@ def detect_batch():
     if len(uploads) > limit:
         raise ApiError(413, "too_many_images", f"{len(uploads)} images sent; at most {limit} per request")
     results = []
-    for outcome in detector().detect_many(uploads):
+    for data, outcome in zip(uploads, detector().detect_many(uploads), strict=True):
         if isinstance(outcome, ImageError):
             results.append({**error_body(outcome.code, str(outcome)), "status": image_error_status(outcome)})
         else:
-            results.append(_result(outcome))
+            results.append(_result(outcome, _provenance(data)))
     return jsonify({"results": results})
 
 

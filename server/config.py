@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from aiface.preprocess import DEFAULT_MAX_BYTES, DEFAULT_MAX_IMAGE_PIXELS
+from aiface.provenance import TrustAnchorError, load_trust_anchors
 
 ENV_PREFIX = "AIFACE_"
 
@@ -57,6 +58,10 @@ DEFAULTS = {
     "MODEL_BACKEND": "local",
     "TFSERVING_URL": "",
     "TFSERVING_TIMEOUT_S": 10.0,
+    # PEM trust anchors (a file, or a folder of *.pem / *.crt files) for C2PA
+    # signers: a capture signed by one is shown as trusted. None by default, so
+    # no signature counts as trusted (aiface/provenance.py).
+    "TRUST_ANCHORS": "",
 }
 BACKENDS = ("local", "tfserving")
 
@@ -92,6 +97,7 @@ PARSERS: dict[str, Callable[[str], object]] = {
     "MODEL_BACKEND": str,
     "TFSERVING_URL": str,
     "TFSERVING_TIMEOUT_S": float,
+    "TRUST_ANCHORS": str,
 }
 
 
@@ -164,6 +170,10 @@ def normalise(config: dict) -> None:
         raise ConfigError("MODEL_PATH is empty; name a model saved by the training package")
     if config["MODEL_BACKEND"] not in BACKENDS:
         raise ConfigError(f"MODEL_BACKEND is {config['MODEL_BACKEND']!r}; choose one of: {', '.join(BACKENDS)}")
+    try:
+        load_trust_anchors(config["TRUST_ANCHORS"])
+    except TrustAnchorError as error:
+        raise ConfigError(f"TRUST_ANCHORS: {error}") from None
     if config["MODEL_BACKEND"] == "tfserving" and not str(config["TFSERVING_URL"]).startswith(("http://", "https://")):
         raise ConfigError(
             "MODEL_BACKEND=tfserving needs TFSERVING_URL, the model's REST address, "

@@ -2,7 +2,8 @@
 
 Inputs are random bytes and real JPEG, PNG, WebP, GIF, BMP, TIFF and AVIF
 files (made here, a few hundred bytes each; some with camera-like EXIF
-blocks), and files of formats the service refuses (DDS, ICO, TGA, PSD, EPS),
+blocks, some C2PA-signed or carrying XMP and PNG text chunks), and files of
+formats the service refuses (DDS, ICO, TGA, PSD, EPS),
 mutated by Hypothesis: bytes overwritten (often in the header or the EXIF
 block), truncated, inserted, deleted and spliced. Schemathesis generates requests from ``/openapi.json`` and checks
 every answer against the document.
@@ -29,7 +30,10 @@ from PIL import Image
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from aiface.preprocess import FORMATS, MIN_SIDE, ImageError, load_image
+from aiface.provenance import read_provenance
+from aiface.provenance_rule import STATUSES, summarise
 from helpers import face_like
+from provenance_fixtures import fixtures
 from server import create_app
 
 EXAMPLES = int(os.environ.get("AIFACE_FUZZ_EXAMPLES", "0"))
@@ -82,6 +86,9 @@ def seed_files() -> dict[str, bytes]:
     if "AVIF" in FORMATS:
         extra["avif"] = _save(rgb, "AVIF", quality=50)
         extra["avif_alpha_exif"] = _save(rgba, "AVIF", quality=50, exif=camera)
+    # Provenance to break: signed manifests (JUMBF), XMP packets, PNG text chunks.
+    for name in ("c2pa_ai.jpg", "c2pa_ai.png", "c2pa_ai.webp", "xmp_ai.jpg", "a1111.png", "comfyui.png"):
+        extra["provenance_" + name] = fixtures()[name][0]
     return {
         "jpeg": _save(rgb, "JPEG", quality=80),
         "jpeg_progressive_exif": _save(rgb, "JPEG", quality=60, progressive=True, exif=exif),
@@ -120,7 +127,7 @@ REFUSED = refused_seed_files()
 HOT = {
     name: data.find(marker)
     for name, data in {**SEEDS, **REFUSED}.items()
-    for marker in (b"Exif\x00\x00", b"EXIF", b"eXIf", b"meta", b"DDS |")
+    for marker in (b"Exif\x00\x00", b"EXIF", b"eXIf", b"meta", b"DDS |", b"jumb", b"<x:xmpmeta", b"tEXt", b"zTXt")
     if marker in data
 }
 
@@ -204,12 +211,24 @@ def test_decoder_gives_pixels_or_an_image_error(data):
     assert min(image.pixels.shape[:2]) >= MIN_SIDE
 
 
+@FUZZ
+@given(data=uploads)
+def test_provenance_readers_give_a_finding_never_an_exception(data):
+    INPUTS["provenance"] += 1
+    summary = summarise(read_provenance(data))
+    assert summary["status"] in STATUSES
+    if summary["c2pa"] is not None:
+        assert summary["c2pa"]["validation"] in ("trusted", "valid", "invalid", "unreadable")
+        assert summary["c2pa"]["validation"] not in ("invalid", "unreadable") or summary["c2pa"]["problems"]
+
+
 def _assert_clean(response) -> None:
     assert response.status_code in (200, 400, 413, 415), response.get_data()[:300]
     body = response.json
     if response.status_code == 200:
         assert 0.0 <= body["probability_fake"] <= 1.0
         assert body["label"] in ("fake", "real")
+        assert body["provenance"]["status"] in STATUSES
     else:
         assert set(body["error"]) == {"code", "message"}
 

@@ -42,7 +42,8 @@ def test_detect_raw_bytes_returns_the_documented_result(client, tiny_model_path)
     assert response.status_code == 200
     body = response.json
     assert set(body) == {"probability_fake", "label", "verdict", "threshold", "model", "elapsed_ms", "image", "faces",
-                         "scored"}
+                         "scored", "provenance"}
+    assert body["provenance"]["status"] == "none"
     assert 0.0 <= body["probability_fake"] <= 1.0
     assert body["label"] == ("fake" if body["probability_fake"] >= body["threshold"] else "real")
     assert body["verdict"] == verdict(body["probability_fake"], body["threshold"])

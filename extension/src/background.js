@@ -4,6 +4,7 @@
 import { fromBase64, toBase64 } from './bytes.js';
 import { errorMessage, ReplyError, validDetection } from './reply.js';
 import { loadSettings, originPattern, serverAllowed, serverUrlProblem } from './settings.js';
+import { combine, DECLARED_AI, DECLARED_WORDS, summarise } from './provenance.js';
 import { describe } from './verdict.js';
 
 const MENU_ID = 'check-ai-face';
@@ -82,9 +83,32 @@ function serviceRefusal(settings) {
   return problem ? `Your detection service was not used: ${problem}` : null;
 }
 
+// The pixels' verdict and, beside it, what the fetched file says about its
+// origin, read at the same time; combined by the rule of provenance.js.
 async function checkImage(url, access, shown) {
   const settings = await loadSettings();
   const fetched = await fetchImage(url, access);
+  const [verdict, provenance] = await Promise.all([checkPixels(fetched, settings, shown),
+    fileProvenance(fetched, settings)]);
+  return withProvenance(verdict, provenance);
+}
+
+// Read from the file as fetched, never from an upload (re-encoded without metadata).
+async function fileProvenance(blob, settings) {
+  const reply = await toOffscreen('provenance', blob, { trustAnchors: settings.trustAnchors.trim() || null })
+    .catch(() => null);
+  return { ...summarise(reply?.findings ?? {}), ms: reply?.ms ?? null };
+}
+
+function withProvenance(verdict, { ms, ...provenance }) {
+  const code = combine(verdict.words.code, provenance);
+  const words = code !== DECLARED_AI ? verdict.words : { ...verdict.words, code, label: DECLARED_WORDS.label,
+    badge: DECLARED_WORDS.badge, explanation: DECLARED_WORDS.explanation.replace('{by}', provenance.declared_by) };
+  return { ...verdict, words, label: code === DECLARED_AI ? 'fake' : verdict.label, provenance,
+    timings: verdict.timings && { ...verdict.timings, provenance_ms: ms } };
+}
+
+async function checkPixels(fetched, settings, shown) {
   const maxPixels = settings.maxLocalMegapixels * 1e6;
   // Scored while it is compared with the image as shown: they match, as a rule.
   const [first, { image, note: renderedNote, compared }] = await Promise.all([

@@ -6,10 +6,12 @@ import * as tf from '@tensorflow/tfjs-core';
 import { loadGraphModel } from '@tensorflow/tfjs-converter';
 import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
 import { fromBase64, toBase64 } from './bytes.js';
+import { readC2pa } from './c2pa-client.js';
 import { cropRgba, scoredBox, wholeImageBox } from './crop.js';
 import { compareWithRendered } from './rendered.js';
 import { findFacesApart, startFaceFinder } from './faces-client.js';
 import { MIN_SIDE, rgbaToRgb, toModelInput } from './preprocess.js';
+import { readTexts } from './provenance.js';
 
 let loading = null;
 
@@ -186,11 +188,37 @@ async function classify({ image, mimeType, maxPixels, downscale }) {
   };
 }
 
+// The container a file's bytes are, for the C2PA reader: a site's Content-Type may be missing or wrong.
+function sniffed(bytes, mimeType) {
+  const text = String.fromCharCode(...bytes.subarray(0, 12));
+  if (text.startsWith('\xff\xd8')) {
+    return 'image/jpeg';
+  }
+  if (text.startsWith('\x89PNG')) {
+    return 'image/png';
+  }
+  if (text.startsWith('RIFF') && text.slice(8) === 'WEBP') {
+    return 'image/webp';
+  }
+  return text.slice(4, 8) === 'ftyp' ? 'image/avif' : mimeType;
+}
+
+// What the file says about its origin: {c2pa, texts} as aiface/provenance.py reads them. A file
+// without a JUMBF box ('jumb') has no embedded manifest: the C2PA reader is not even started for it.
+async function provenance({ image, mimeType, trustAnchors }) {
+  const started = performance.now();
+  const bytes = fromBase64(image);
+  const hasJumbf = bytes.length > 8 && new TextDecoder('latin1').decode(bytes).includes('jumb');
+  const [c2pa, texts] = await Promise.all([
+    hasJumbf ? readC2pa(bytes, sniffed(bytes, mimeType), trustAnchors) : null, readTexts(bytes)]);
+  return { ok: true, findings: { c2pa, texts }, ms: performance.now() - started };
+}
+
 chrome.runtime.onMessage.addListener((message, sender, sendResponse) => {
   if (message?.target !== 'offscreen') {
     return false;
   }
-  const handle = { encode, compare: compareWithRendered }[message.type] ?? classify;
+  const handle = { encode, compare: compareWithRendered, provenance }[message.type] ?? classify;
   handle(message).then(sendResponse, (error) =>
     sendResponse({ ok: false, code: 'local_failed', message: `Checking in the browser failed (${error.message}).` }));
   return true;

@@ -16,6 +16,7 @@ const GAP = 6;
 const SEARCH_STEP = 8;
 const SEARCH_REACH = 480;
 const COLOURS = {
+  declared_ai: ['#6a1b9a', '#fff'],
   likely_ai: ['#b71c1c', '#fff'],
   inconclusive: ['#f9a825', '#000'],
   no_sign: ['#1b5e20', '#fff'],
@@ -35,6 +36,8 @@ const STYLE = `
   .card h2 { all: unset; display: block; font-weight: 700; font-size: 14px; padding-right: 18px; }
   .card p { margin: 6px 0 0; }
   .card .small { font-size: 11px; color: #555; }
+  .card .provenance { font-weight: 600; }
+  .card .provenance[data-status="tampered"], .card .provenance[data-status="untrusted_capture"] { color: #b71c1c; }
   .card button { font: 600 12px system-ui, sans-serif; cursor: pointer; }
   .card .close { position: absolute; right: 6px; top: 4px; border: 0; background: none; font-size: 16px; color: #555; }
   .card .actions { display: flex; gap: 8px; margin-top: 8px; align-items: center; flex-wrap: wrap; }
@@ -152,6 +155,17 @@ function element(tag, className, text) {
   return node;
 }
 
+// What the file says about its origin (provenance.js), first on the card:
+// nothing when it says nothing.
+function provenanceLines(provenance) {
+  if (!provenance?.line) {
+    return [];
+  }
+  const line = element('p', 'provenance', provenance.line);
+  line.setAttribute('data-status', provenance.status);
+  return [line];
+}
+
 function show(srcUrl, verdict) {
   shown.get(srcUrl)?.remove();
   const ui = new VerdictUi(srcUrl, verdict);
@@ -187,6 +201,7 @@ class VerdictUi {
     } else {
       this.host.setAttribute('data-ai-face-verdict', String(verdict.probability));
       this.host.setAttribute('data-ai-face-scored', verdict.scored);
+      this.host.setAttribute('data-ai-face-provenance', verdict.provenance?.status ?? 'none');
       this.badge.textContent = `${verdict.words.badge} ${verdict.words.percent}`;
       this.fillCard();
       this.outlineFaces();
@@ -221,6 +236,7 @@ class VerdictUi {
   fillCard() {
     const { words, where, scored, faces, note } = this.verdict;
     const lines = [
+      ...provenanceLines(this.verdict.provenance),
       element('p', '', words.meaning),
       element('p', '', words.explanation),
     ];
@@ -435,6 +451,7 @@ class VerdictUi {
     return {
       srcUrl: this.srcUrl,
       attribute: this.host.getAttribute('data-ai-face-verdict'),
+      provenance: this.host.getAttribute('data-ai-face-provenance'),
       error: this.host.getAttribute('data-ai-face-error'),
       text: this.root.textContent.replace(STYLE, ''),
       image: rect(this.image),

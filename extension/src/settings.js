@@ -8,6 +8,9 @@ export const DEFAULTS = {
   // this size to be checked in the browser: decoding them at full size costs
   // memory, and the service scores crops at full resolution.
   maxLocalMegapixels: 16,
+  // PEM certificates of the C2PA signers whose captures count as trusted (the
+  // service's TRUST_ANCHORS); none by default.
+  trustAnchors: '',
 };
 export const MEGAPIXELS = { min: 0.1, max: 80 };
 

@@ -10,7 +10,7 @@
 // onContextMenuClick(info, tab), exactly what the menu item calls. A check's
 // settings are stored first ("{origin}" in them stands for the site's URL). With "server" (a JSON body), POST /v1/detect
 // answers it, standing in for the detection service. Prints
-// {"results": [{verdict, attribute, error, faceBox, scored, text, roundTripMs,
+// {"results": [{verdict, attribute, error, faceBox, scored, provenance, text, roundTripMs,
 // uploads, explanation}]} as JSON, uploads being the byte sizes posted to
 // /v1/detect for that check; explanation, when the verdict offers one: its
 // place and the image's, and what the card shows once opened (a click on the
@@ -123,6 +123,7 @@ try {
       error: await shown.getAttribute('data-ai-face-error'),
       faceBox: JSON.parse(await shown.getAttribute('data-ai-face-box')),
       scored: await shown.getAttribute('data-ai-face-scored'),
+      provenance: await shown.getAttribute('data-ai-face-provenance'),
       text: drawn?.text ?? null,
       explanation: check.explain ? await readExplanation(page, worker, tabId, drawn) : null,
     });

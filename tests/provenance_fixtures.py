@@ -1,0 +1,167 @@
+"""Files that carry provenance, made on the spot: C2PA-signed with a certificate chain made here, and metadata.
+
+A chain is an ES256 root and a leaf with digitalSignature, the emailProtection
+EKU and subject and authority key identifiers: c2pa-rs signs with it and
+validates the result ("Valid", signingCredential.untrusted unless its root is
+a configured trust anchor). ``fixtures()`` gives every file the provenance
+tests, the fuzz suite and the browser tests use, with the status each must get.
+"""
+
+from __future__ import annotations
+
+import datetime
+import io
+from functools import cache, lru_cache
+
+from PIL import Image, PngImagePlugin
+
+from helpers import face_like
+
+IPTC = "http://cv.iptc.org/newscodes/digitalsourcetype/"
+MIME = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "AVIF": "image/avif"}
+
+
+def _name(common_name: str, organization: str):
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+                      x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization)])
+
+
+def _usage(**allowed):
+    from cryptography import x509
+
+    flags = ["digital_signature", "content_commitment", "key_encipherment", "data_encipherment", "key_agreement",
+             "key_cert_sign", "crl_sign", "encipher_only", "decipher_only"]
+    return x509.KeyUsage(**{flag: allowed.get(flag, False) for flag in flags})
+
+
+@cache
+def chain(organization: str, common_name: str) -> tuple[bytes, bytes, bytes]:
+    """(leaf + root PEM chain, the leaf's private key PEM, the root's PEM) for a signer."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    day = datetime.timedelta(days=1)
+    valid = {"not_valid_before": now - day, "not_valid_after": now + 365 * day}
+    root_key, leaf_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    root_name = _name(f"{organization} Test Root", organization)
+    root = (x509.CertificateBuilder(subject_name=root_name, issuer_name=root_name, public_key=root_key.public_key(),
+                                    serial_number=x509.random_serial_number(), **valid)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(_usage(digital_signature=True, key_cert_sign=True, crl_sign=True), critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(root_key.public_key()), critical=False)
+            .sign(root_key, hashes.SHA256()))
+    leaf = (x509.CertificateBuilder(subject_name=_name(common_name, organization), issuer_name=root_name,
+                                    public_key=leaf_key.public_key(), serial_number=x509.random_serial_number(),
+                                    **valid)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(_usage(digital_signature=True), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), critical=False)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(leaf_key.public_key()), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(root_key.public_key()), critical=False)
+            .sign(root_key, hashes.SHA256()))
+    pem = serialization.Encoding.PEM
+    key = leaf_key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    return leaf.public_bytes(pem) + root.public_bytes(pem), key, root.public_bytes(pem)
+
+
+def picture(fmt: str = "JPEG", seed: int = 5, size: int = 64, **options) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(face_like(seed, size=size)).save(buffer, fmt, **options)
+    return buffer.getvalue()
+
+
+def sign(data: bytes, fmt: str, source_type: str, organization: str, tool: str) -> bytes:
+    """``data`` with a C2PA manifest signed by ``organization``'s chain, declaring ``source_type``.
+
+    c2pa-rs requires a digitalSourceType on a c2pa.created action.
+    """
+    import c2pa
+
+    certificates, key, _ = chain(organization, f"{organization} signer")
+    action = {"action": "c2pa.created", "digitalSourceType": IPTC + source_type}
+    manifest = {"claim_generator_info": [{"name": tool, "version": "1.0"}], "title": f"image.{fmt.lower()}",
+                "assertions": [{"label": "c2pa.actions", "data": {"actions": [action]}}]}
+    context = c2pa.Context.from_dict({"builder": {"thumbnail": {"enabled": False}}})
+    signer = c2pa.Signer.from_info(c2pa.C2paSignerInfo(b"es256", certificates, key, None))
+    out = io.BytesIO()
+    with c2pa.Builder(manifest, context=context) as builder:
+        builder.sign(signer, MIME[fmt], io.BytesIO(data), out)
+    return out.getvalue()
+
+
+def tampered(data: bytes) -> bytes:
+    """``data`` with one byte of its image data changed after signing (a JPEG's last scan byte)."""
+    changed = bytearray(data)
+    changed[-10] ^= 0x55
+    return bytes(changed)
+
+
+def xmp_jpeg(source_type: str) -> bytes:
+    packet = ('<?xpacket begin="" id="W5M0MpCehiHzreSzNTczkc9d"?><x:xmpmeta xmlns:x="adobe:ns:meta/">'
+              '<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description rdf:about="" '
+              'xmlns:Iptc4xmpExt="http://iptc.org/std/Iptc4xmpExt/2008-02-29/" '
+              f'Iptc4xmpExt:DigitalSourceType="{IPTC}{source_type}"/></rdf:RDF></x:xmpmeta><?xpacket end="w"?>')
+    return picture("JPEG", xmp=packet.encode())
+
+
+def png_with_text(chunks: dict[str, str], compressed: bool = False) -> bytes:
+    info = PngImagePlugin.PngInfo()
+    for key, value in chunks.items():
+        if compressed:
+            info.add_text(key, value, zip=True)
+        else:
+            info.add_text(key, value)
+    return picture("PNG", pnginfo=info)
+
+
+def exif_jpeg(**fields) -> bytes:
+    exif = Image.Exif()
+    tags = {"Software": 0x0131, "Make": 0x010F, "Model": 0x0110, "Artist": 0x013B}
+    for name, value in fields.items():
+        exif[tags[name]] = value
+    return picture("JPEG", exif=exif)
+
+
+A1111 = ("portrait photo of a woman, 35mm, sharp focus\nNegative prompt: blurry\nSteps: 30, Sampler: DPM++ 2M "
+         "Karras, CFG scale: 7, Seed: 1234, Size: 512x512, Model: sd_xl_base_1.0")
+
+
+@lru_cache(maxsize=1)
+def fixtures() -> dict[str, tuple[bytes, str]]:
+    """name -> (file bytes, the provenance status it must get with ``trusted_root()`` as the trust list)."""
+    ai = sign(picture("JPEG"), "JPEG", "trainedAlgorithmicMedia", "Imagine AI Inc", "Imagine")
+    return {
+        "c2pa_ai.jpg": (ai, "declared_ai"),
+        "c2pa_ai.png": (sign(picture("PNG"), "PNG", "trainedAlgorithmicMedia", "Imagine AI Inc", "Imagine"),
+                        "declared_ai"),
+        "c2pa_ai.webp": (sign(picture("WEBP"), "WEBP", "trainedAlgorithmicMedia", "Imagine AI Inc", "Imagine"),
+                         "declared_ai"),
+        "c2pa_ai.avif": (sign(picture("AVIF"), "AVIF", "trainedAlgorithmicMedia", "Imagine AI Inc", "Imagine"),
+                         "declared_ai"),
+        "c2pa_camera.jpg": (sign(picture("JPEG", seed=6), "JPEG", "digitalCapture", "Pocket Camera Co", "PocketCam"),
+                            "untrusted_capture"),
+        "c2pa_trusted_camera.jpg": (sign(picture("JPEG", seed=7), "JPEG", "digitalCapture", "Trusted Newsroom",
+                                         "NewsCam"), "trusted_capture"),
+        "c2pa_signed.jpg": (sign(picture("JPEG", seed=8), "JPEG", "digitalCreation", "Photo Editor Ltd", "Editor"),
+                            "signed"),
+        "c2pa_tampered.jpg": (tampered(ai), "tampered"),
+        "xmp_ai.jpg": (xmp_jpeg("trainedAlgorithmicMedia"), "declared_ai"),
+        "xmp_capture.jpg": (xmp_jpeg("digitalCapture"), "none"),
+        "a1111.png": (png_with_text({"parameters": A1111}), "declared_ai"),
+        "comfyui.png": (png_with_text({"prompt": '{"3": {"class_type": "KSampler", "inputs": {}}}'}, compressed=True),
+                        "declared_ai"),
+        "exif_firefly.jpg": (exif_jpeg(Software="Adobe Firefly"), "declared_ai"),
+        "exif_camera.jpg": (exif_jpeg(Make="Canon", Model="EOS R5", Software="Adobe Photoshop 25.0"), "none"),
+        "plain.png": (picture("PNG", seed=9), "none"),
+    }
+
+
+def trusted_root() -> bytes:
+    """The PEM of the one root on the test trust list: the "Trusted Newsroom" signer's."""
+    return chain("Trusted Newsroom", "Trusted Newsroom signer")[2]
