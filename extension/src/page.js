@@ -9,7 +9,10 @@
 // always, beside it. No part of a verdict is placed over the page's text,
 // other images or another verdict while a free place is within reach.
 
+import { element } from './dom.js';
+import { scanPage, scanState } from './page-scan.js';
 import { overlaps } from './rects.js';
+import { reportControls } from './report-card.js';
 
 const LARGE_SIDE = 200;
 const GAP = 6;
@@ -141,17 +144,6 @@ function pixelMapping(img, naturalWidth, naturalHeight, rect) {
   return { scaleX: rect.width / naturalWidth, scaleY: rect.height / naturalHeight, offsetX: 0, offsetY: 0 };
 }
 
-function element(tag, className, text) {
-  const node = document.createElement(tag);
-  if (className) {
-    node.className = className;
-  }
-  if (text !== undefined) {
-    node.textContent = text;
-  }
-  return node;
-}
-
 function show(srcUrl, verdict) {
   shown.get(srcUrl)?.remove();
   const ui = new VerdictUi(srcUrl, verdict);
@@ -251,6 +243,8 @@ class VerdictUi {
     dismiss.addEventListener('click', () => this.remove());
     actions.append(dismiss);
     this.card.append(...this.heading(words.label), ...lines, actions);
+    this.report = reportControls(this.srcUrl, this.verdict, () => this.layout());
+    this.card.append(this.report.node);
   }
 
   // The image's box on the page, and how pixels of an image `size` that the
@@ -445,6 +439,8 @@ class VerdictUi {
         png: { width: this.overlay.naturalWidth, height: this.overlay.naturalHeight } } : null,
       toggle: this.why?.textContent ?? null,
       why: rect(this.why),
+      code: this.verdict.error ? 'error' : this.verdict.words.code,
+      report: this.report && !this.card.hidden ? this.report.read() : null,
     };
   }
 }
@@ -502,5 +498,7 @@ if (!globalThis.__aiFace) {
     show,
     locate,
     read: () => [...shown.values()].map((ui) => ui.read()),
+    scan: (options) => scanPage(options, show),
+    scanState,
   };
 }
