@@ -67,26 +67,31 @@ class PageScan {
     this.stopped = false;
     this.waiters = [];
     this.longestTaskMs = 0;
+    this.longestTask = null;
     this.jumpedTo = -1;
-    this.observer = new IntersectionObserver((entries) => this.timed(() => this.onIntersect(entries)));
+    this.observer = new IntersectionObserver((entries) => this.timed('observer', () => this.onIntersect(entries)));
     // Pages that add profiles as they scroll: new images are watched too.
-    this.mutations = new MutationObserver((records) => this.timed(() => this.onAdded(records)));
+    this.mutations = new MutationObserver((records) => this.timed('new images', () => this.onAdded(records)));
     this.mutations.observe(document.documentElement, { childList: true, subtree: true });
     this.panel = new Summary(this);
   }
 
   // The duration of each piece of our work on the page's main thread.
-  timed(work) {
+  timed(what, work) {
     const started = performance.now();
     try {
       return work();
     } finally {
-      this.longestTaskMs = Math.max(this.longestTaskMs, performance.now() - started);
+      const spent = performance.now() - started;
+      if (spent > this.longestTaskMs) {
+        this.longestTaskMs = spent;
+        this.longestTask = what;
+      }
     }
   }
 
   start() {
-    this.timed(() => {
+    this.timed('start', () => {
       // The images in view now are queued at once (the observer reports
       // them a frame later), so they go first.
       for (const img of document.images) {
@@ -156,7 +161,7 @@ class PageScan {
     }
     if (tooSmall) {
       // Shown small while it loads: judged again once loaded, if still in view.
-      img.addEventListener('load', () => this.timed(() => {
+      img.addEventListener('load', () => this.timed('loaded', () => {
         if (this.inView.has(img)) {
           this.take(img);
           this.pump();
@@ -194,7 +199,7 @@ class PageScan {
     }
     if (img.naturalWidth > 0 && (img.naturalWidth < MIN_SIDE || img.naturalHeight < MIN_SIDE)) {
       this.skipped.add(srcUrl);
-      this.timed(() => this.panel.update());
+      this.timed('summary', () => this.panel.update());
       return;
     }
     const verdict = await chrome.runtime.sendMessage({ type: 'scan-check', srcUrl }).catch((error) => (
@@ -202,7 +207,7 @@ class PageScan {
     if (this.stopped) {
       return;
     }
-    this.timed(() => {
+    this.timed('verdict', () => {
       this.show(srcUrl, verdict);
       this.results.set(srcUrl, { code: verdict?.words?.code ?? 'error', img });
       this.panel.update();
@@ -211,7 +216,7 @@ class PageScan {
 
   resolveIfIdle() {
     if ((this.queue.length === 0 || this.stopped) && this.active === 0) {
-      this.timed(() => this.panel.update());
+      this.timed('summary', () => this.panel.update());
       const state = this.state();
       for (const resolve of this.waiters.splice(0)) {
         resolve(state);
@@ -262,6 +267,7 @@ class PageScan {
       stopped: this.stopped,
       limit: this.limit,
       longestTaskMs: this.longestTaskMs,
+      longestTask: this.longestTask ?? null,
       summary: this.panel.read(),
     };
   }

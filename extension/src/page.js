@@ -115,17 +115,38 @@ function freePlace(anchor, size, obstacles, inside) {
     at(anchor.left + anchor.width + GAP, anchor.top), at(anchor.left, anchor.top + anchor.height + GAP),
     at(anchor.left - size.width - GAP, anchor.top), at(anchor.left, anchor.top - size.height - GAP),
   ];
-  const grid = [];
-  for (let dy = -SEARCH_REACH; dy <= SEARCH_REACH; dy += SEARCH_STEP) {
-    for (let dx = -SEARCH_REACH; dx <= SEARCH_REACH; dx += SEARCH_STEP) {
-      const box = at(anchor.left + dx, anchor.top + dy);
-      if (!overlaps(box, anchor)) {
-        grid.push([distance(box, anchor), box]);
-      }
+  if (candidates.some(fits)) {
+    return candidates.find(fits);
+  }
+  for (const [dx, dy] of gridOffsets(anchor, size)) {
+    const box = at(anchor.left + dx, anchor.top + dy);
+    if (fits(box)) {
+      return box;
     }
   }
-  grid.sort((a, b) => a[0] - b[0]);
-  return candidates.find(fits) ?? grid.map(([, box]) => box).find(fits) ?? null;
+  return null;
+}
+
+// The grid's offsets from the anchor that do not overlap it, nearest first:
+// the same for every anchor and box of a size (a page scan places dozens).
+const offsetsBySize = new Map();
+function gridOffsets(anchor, size) {
+  const key = `${anchor.width}x${anchor.height} ${size.width}x${size.height}`;
+  if (!offsetsBySize.has(key)) {
+    const origin = { left: 0, top: 0, width: anchor.width, height: anchor.height };
+    const grid = [];
+    for (let dy = -SEARCH_REACH; dy <= SEARCH_REACH; dy += SEARCH_STEP) {
+      for (let dx = -SEARCH_REACH; dx <= SEARCH_REACH; dx += SEARCH_STEP) {
+        const box = { left: dx, top: dy, width: size.width, height: size.height };
+        if (!overlaps(box, origin)) {
+          grid.push([distance(box, origin), dx, dy]);
+        }
+      }
+    }
+    grid.sort((a, b) => a[0] - b[0]);
+    offsetsBySize.set(key, grid.map(([, dx, dy]) => [dx, dy]));
+  }
+  return offsetsBySize.get(key);
 }
 
 // Natural pixels -> the image's box on the page, with object-fit applied:
