@@ -25,7 +25,7 @@ export default [
   },
   {
     // Test drivers that hand functions to Playwright, run in the extension's pages.
-    files: ["test/drive.mjs", "test/browser.mjs", "test/scenario.mjs"],
+    files: ["test/drive.mjs", "test/browser.mjs", "test/scenario.mjs", "test/scan.mjs"],
     languageOptions: {
       globals: { ...globals.browser, ...globals.webextensions, onContextMenuClick: "readonly" },
     },

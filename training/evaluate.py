@@ -34,8 +34,9 @@ from training import launder as laundering
 from training import metrics
 from training.cli import fail
 from training.launder import LAUNDER_QUALITY, LAUNDER_SIZE, downscale, jpeg_recompress, launder
-from training.layout import SPLITS, LayoutError, list_split
+from training.layout import SPLITS, LayoutError
 from training.report import SUBSET_140K, markdown, number, plot_reliability, plot_roc
+from training.reports import list_examples
 from training.scoring import score_examples
 
 LAUNDER_LABELS = {"none": (), "both": (0, 1), "fake": (1,), "real": (0,)}
@@ -64,7 +65,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "model", type=Path, help="the model's .keras file (its .json beside it), or a folder holding one"
     )
-    parser.add_argument("data_dir", type=Path, help="folder in the 140k layout: {train,valid,test}/{real,fake}")
+    parser.add_argument(
+        "data_dir", type=Path,
+        help="folder in the 140k layout, {train,valid,test}/{real,fake}, or the extension's reports export",
+    )
     parser.add_argument("--split", default="test", choices=SPLITS, help="split to evaluate (default: test)")
     parser.add_argument("--out", type=Path, required=True, help="folder for report.json, report.md and the plots")
     parser.add_argument("--overwrite", action="store_true", help="replace the report files in an existing --out folder")
@@ -137,7 +141,7 @@ def evaluate(args: argparse.Namespace) -> dict:
     """Score, measure and write the report; returns the report's dictionary."""
     started = time.monotonic()
     check_out_dir(args.out, args.overwrite)
-    examples = list_split(args.data_dir, args.split)
+    examples = list_examples(args.data_dir, args.split)
     bundle = load_bundle(args.model)
     finder = finder_for(args.whole_image)
     scores = score_examples(

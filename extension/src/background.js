@@ -2,12 +2,17 @@
 // it is checked (the offscreen document's TF.js, or the configured service),
 // and showing the verdict on the page (dist/page.js).
 import { fromBase64, toBase64 } from './bytes.js';
+import { checkFile, forgetTab, startScan } from './checked-files.js';
+import { recordReport } from './report-worker.js';
+import { autoScans, loadScanSettings } from './scan-settings.js';
 import { errorMessage, ReplyError, validDetection } from './reply.js';
 import { loadSettings, originPattern, serverAllowed, serverUrlProblem } from './settings.js';
 import { combine, DECLARED_AI, DECLARED_WORDS, summarise } from './provenance.js';
 import { describe } from './verdict.js';
 
 const MENU_ID = 'check-ai-face';
+// Every face on the page (page-scan.js): the same handler, and a keyboard command.
+const PAGE_MENU_ID = 'check-page-faces';
 const OFFSCREEN_PAGE = 'offscreen.html';
 // A larger download is not an image worth checking.
 const MAX_DOWNLOAD_BYTES = 50 * 1024 * 1024;
@@ -27,14 +32,34 @@ class CheckError extends Error {
 chrome.runtime.onInstalled.addListener(() => {
   chrome.contextMenus.removeAll(() => {
     chrome.contextMenus.create({ id: MENU_ID, title: 'Check if AI-generated', contexts: ['image'] });
+    chrome.contextMenus.create({ id: PAGE_MENU_ID, title: 'Check every face on this page',
+      contexts: ['page', 'image', 'link'] });
   });
 });
 chrome.contextMenus.onClicked.addListener(onContextMenuClick);
+chrome.commands.onCommand.addListener((command, tab) => {
+  if (command === PAGE_MENU_ID && tab?.id !== undefined) {
+    onContextMenuClick({ menuItemId: PAGE_MENU_ID, pageUrl: tab.url, frameId: 0 }, tab);
+  }
+});
+// Sites the user chose in the options are scanned as their pages load.
+chrome.tabs.onUpdated.addListener(async (tabId, change, tab) => {
+  if (change.status === 'complete' && tab.url && autoScans(await loadScanSettings(), tab.url)) {
+    scanPage(tab).catch((error) => console.warn(`AI face check: the page scan did not start: ${error.message}`));
+  }
+});
+chrome.tabs.onRemoved.addListener(forgetTab);
 
 // What the menu item calls; global so that tests can call it the same way.
 // Resolves to the verdict it showed: {probability, threshold, label, words,
 // where, scored, faces, note?, explanation?, ...} or {error, message}.
 async function onContextMenuClick(info, tab) {
+  if (info.menuItemId === PAGE_MENU_ID) {
+    // Started before any await, as below: the page's site, where its images are as a rule.
+    const access = requestSiteAccess(info.pageUrl ?? tab?.url ?? '');
+    await access;
+    return scanPage(tab);
+  }
   // Started before any await: Chrome shows its permission prompt only
   // while the click's user gesture lasts.
   const access = requestSiteAccess(info.srcUrl);
@@ -43,7 +68,7 @@ async function onContextMenuClick(info, tab) {
     ? captureShown(tab, info.srcUrl).catch(() => null) : Promise.resolve(null);
   let verdict;
   try {
-    verdict = await checkImage(info.srcUrl, access, shown);
+    verdict = await checkRemembered(tab?.id, info.srcUrl, access, shown);
   } catch (error) {
     verdict = { error: error.code ?? 'failed', message: error.message };
   }
@@ -54,13 +79,51 @@ async function onContextMenuClick(info, tab) {
 }
 globalThis.onContextMenuClick = onContextMenuClick;
 
-// The card's "Why?": the service explains the image (any image, also one
-// checked in the browser).
+// Starts checking the page's images (page-scan.js in the page asks for each
+// with a 'scan-check' message); resolves to the scan's state once the images
+// in view are checked.
+async function scanPage(tab) {
+  startScan(tab.id);
+  const { scanLimit } = await loadScanSettings();
+  return inPage({ tabId: tab.id, frameIds: [0] }, 'scan', [{ limit: scanLimit }]);
+}
+
+// One image of a page scan: no capture to compare with (Chrome allows two a
+// second), the same file under another URL judged once. The verdict.
+async function scanCheck(srcUrl, tabId) {
+  const access = /^https?:/i.test(srcUrl)
+    ? chrome.permissions.contains({ origins: [originPattern(srcUrl)] }).catch(() => false) : Promise.resolve(true);
+  try {
+    return await checkRemembered(tabId, srcUrl, access, Promise.resolve(null), { reuse: true });
+  } catch (error) {
+    return { error: error.code ?? 'failed', message: error.message, srcUrl };
+  }
+}
+
+// checkImage, with the fetched file and its SHA-256 remembered for a report.
+async function checkRemembered(tabId, url, access, shown, options) {
+  const fetched = await fetchImage(url, access);
+  return checkFile(tabId, url, fetched, () => checkImage(url, access, shown, fetched), options);
+}
+
+// From the page's verdicts: the card's "Why?" (the service explains the
+// image, any image, also one checked in the browser), a page scan's next
+// image, "This verdict is wrong".
 chrome.runtime.onMessage.addListener((message, sender, sendResponse) => {
-  if (message?.type !== 'explain' || sender.id !== chrome.runtime.id || !sender.tab) {
+  if (sender.id !== chrome.runtime.id || !sender.tab) {
     return false;
   }
-  explainImage(message.srcUrl).then(sendResponse, (error) => sendResponse({ error: error.message }));
+  let answer;
+  if (message?.type === 'explain') {
+    answer = explainImage(message.srcUrl);
+  } else if (message?.type === 'scan-check') {
+    answer = scanCheck(message.srcUrl, sender.tab.id);
+  } else if (message?.type === 'report') {
+    answer = recordReport(message, { id: sender.tab.id, url: sender.url ?? sender.tab.url }, { fetchImage, toOffscreen });
+  } else {
+    return false;
+  }
+  answer.then(sendResponse, (error) => sendResponse({ error: error.message }));
   return true;
 });
 
@@ -85,9 +148,10 @@ function serviceRefusal(settings) {
 
 // The pixels' verdict and, beside it, what the fetched file says about its
 // origin, read at the same time; combined by the rule of provenance.js.
-async function checkImage(url, access, shown) {
+// fetched: the file, when the caller fetched it already.
+async function checkImage(url, access, shown, fetched) {
   const settings = await loadSettings();
-  const fetched = await fetchImage(url, access);
+  fetched ??= await fetchImage(url, access);
   const [verdict, provenance] = await Promise.all([checkPixels(fetched, settings, shown),
     fileProvenance(fetched, settings)]);
   return withProvenance(verdict, provenance);

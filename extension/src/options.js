@@ -1,3 +1,4 @@
+import { setUpDataOptions } from './options-data.js';
 import { checkedSettings, loadSettings, MEGAPIXELS, originPattern } from './settings.js';
 import { NO_SIGN_BELOW, percent, VERDICTS } from './verdict.js';
 
@@ -44,6 +45,7 @@ field('maxLocalMegapixels').min = String(MEGAPIXELS.min);
 field('maxLocalMegapixels').max = String(MEGAPIXELS.max);
 field('save').addEventListener('click', save);
 showSettings();
+setUpDataOptions();
 showModel().catch(() => {
   field('model').textContent = 'No model is installed: run `npm run build` after exporting one into extension/model.';
 });

@@ -9,7 +9,10 @@
 // always, beside it. No part of a verdict is placed over the page's text,
 // other images or another verdict while a free place is within reach.
 
+import { element } from './dom.js';
+import { scanPage, scanState } from './page-scan.js';
 import { overlaps } from './rects.js';
+import { reportControls } from './report-card.js';
 
 const LARGE_SIDE = 200;
 const GAP = 6;
@@ -115,17 +118,38 @@ function freePlace(anchor, size, obstacles, inside) {
     at(anchor.left + anchor.width + GAP, anchor.top), at(anchor.left, anchor.top + anchor.height + GAP),
     at(anchor.left - size.width - GAP, anchor.top), at(anchor.left, anchor.top - size.height - GAP),
   ];
-  const grid = [];
-  for (let dy = -SEARCH_REACH; dy <= SEARCH_REACH; dy += SEARCH_STEP) {
-    for (let dx = -SEARCH_REACH; dx <= SEARCH_REACH; dx += SEARCH_STEP) {
-      const box = at(anchor.left + dx, anchor.top + dy);
-      if (!overlaps(box, anchor)) {
-        grid.push([distance(box, anchor), box]);
-      }
+  if (candidates.some(fits)) {
+    return candidates.find(fits);
+  }
+  for (const [dx, dy] of gridOffsets(anchor, size)) {
+    const box = at(anchor.left + dx, anchor.top + dy);
+    if (fits(box)) {
+      return box;
     }
   }
-  grid.sort((a, b) => a[0] - b[0]);
-  return candidates.find(fits) ?? grid.map(([, box]) => box).find(fits) ?? null;
+  return null;
+}
+
+// The grid's offsets from the anchor that do not overlap it, nearest first:
+// the same for every anchor and box of a size (a page scan places dozens).
+const offsetsBySize = new Map();
+function gridOffsets(anchor, size) {
+  const key = `${anchor.width}x${anchor.height} ${size.width}x${size.height}`;
+  if (!offsetsBySize.has(key)) {
+    const origin = { left: 0, top: 0, width: anchor.width, height: anchor.height };
+    const grid = [];
+    for (let dy = -SEARCH_REACH; dy <= SEARCH_REACH; dy += SEARCH_STEP) {
+      for (let dx = -SEARCH_REACH; dx <= SEARCH_REACH; dx += SEARCH_STEP) {
+        const box = { left: dx, top: dy, width: size.width, height: size.height };
+        if (!overlaps(box, origin)) {
+          grid.push([distance(box, origin), dx, dy]);
+        }
+      }
+    }
+    grid.sort((a, b) => a[0] - b[0]);
+    offsetsBySize.set(key, grid.map(([, dx, dy]) => [dx, dy]));
+  }
+  return offsetsBySize.get(key);
 }
 
 // Natural pixels -> the image's box on the page, with object-fit applied:
@@ -142,17 +166,6 @@ function pixelMapping(img, naturalWidth, naturalHeight, rect) {
       offsetY: (rect.height - naturalHeight * scale) / 2 };
   }
   return { scaleX: rect.width / naturalWidth, scaleY: rect.height / naturalHeight, offsetX: 0, offsetY: 0 };
-}
-
-function element(tag, className, text) {
-  const node = document.createElement(tag);
-  if (className) {
-    node.className = className;
-  }
-  if (text !== undefined) {
-    node.textContent = text;
-  }
-  return node;
 }
 
 // What the file says about its origin (provenance.js), first on the card:
@@ -267,6 +280,8 @@ class VerdictUi {
     dismiss.addEventListener('click', () => this.remove());
     actions.append(dismiss);
     this.card.append(...this.heading(words.label), ...lines, actions);
+    this.report = reportControls(this.srcUrl, this.verdict, () => this.layout());
+    this.card.append(this.report.node);
   }
 
   // The image's box on the page, and how pixels of an image `size` that the
@@ -462,6 +477,8 @@ class VerdictUi {
         png: { width: this.overlay.naturalWidth, height: this.overlay.naturalHeight } } : null,
       toggle: this.why?.textContent ?? null,
       why: rect(this.why),
+      code: this.verdict.error ? 'error' : this.verdict.words.code,
+      report: this.report && !this.card.hidden ? this.report.read() : null,
     };
   }
 }
@@ -519,5 +536,7 @@ if (!globalThis.__aiFace) {
     show,
     locate,
     read: () => [...shown.values()].map((ui) => ui.read()),
+    scan: (options) => scanPage(options, show),
+    scanState,
   };
 }
