@@ -234,7 +234,7 @@ def test_autoencoder_training_writes_weights_and_resumes(tiny_dataset, tmp_path,
     assert result["steps"] == 2 and result["valid_psnr_db"] > 0
     assert ae_main(argv) == 2  # a run is there: neither resumed nor overwritten without asking
     assert "use --resume or --overwrite" in capsys.readouterr().err
-    assert ae_main([*argv[:6], "--steps", "3", *argv[8:], "--resume"]) == 0
+    assert ae_main([*argv[:5], "--steps", "3", *argv[7:], "--resume"]) == 0
     assert "resuming after step 2" in capsys.readouterr().err
     _, _, model = autoencoders.load_autoencoder("ae16_shuffle", out / "ae16_shuffle.weights.npz")
     assert model(np.zeros((1, 16, 16, 3), np.float32)).shape == (1, 16, 16, 3)
