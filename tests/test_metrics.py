@@ -129,3 +129,13 @@ def test_best_accuracy_counts_ties_as_one_threshold():
 def test_bad_input_is_refused_with_a_clear_error(labels, p_fake, message):
     with pytest.raises(ValueError, match=message):
         metrics.accuracy(labels, p_fake)
+
+
+def test_selection_auc_weighs_the_aligned_sources_as_one_kind():
+    labels = np.array([0, 1, 0, 1, 0, 1, 0, 1, 0, 0])
+    p_fake = np.array([0.1, 0.9, 0.1, 0.9, 0.9, 0.1, 0.9, 0.1, 0.5, 0.5])
+    sources = np.array(["fair", "fair", "a1", "a1", "a2", "a2", "a3", "a3", "reals_only", "reals_only"])
+    # fair: 1.0; aligned: a1 1.0, a2 0.0, a3 0.0 -> 1/3; a source with one class counts for nothing.
+    assert metrics.selection_auc(labels, p_fake, sources, {"a1", "a2", "a3"}) == pytest.approx((1.0 + 1 / 3) / 2)
+    assert metrics.selection_auc(labels, p_fake, sources) == pytest.approx(2.0 / 4)
+    assert metrics.selection_auc(labels[8:], p_fake[8:], sources[8:]) == 0.0

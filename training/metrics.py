@@ -95,6 +95,22 @@ def roc_auc(labels, p_fake) -> float | None:
     return float(_sklearn().roc_auc_score(labels, p_fake))
 
 
+def selection_auc(labels, p_fake, sources, aligned_sources=frozenset()) -> float:
+    """The mean ROC AUC over sources (0 where no source has both classes); with aligned pairs, the mean of
+    the other sources' mean and the aligned sources' mean, so that the many aligned sources (one per
+    decoder and original collection) do not outweigh the two fair pairs. What selects an epoch
+    (``training.train``) and a head (``training.refit_head``)."""
+    labels, p_fake = validate(labels, p_fake)
+    sources = np.asarray(sources)
+    kinds = {False: [], True: []}
+    for source in np.unique(sources):
+        auc = roc_auc(labels[sources == source], p_fake[sources == source])
+        if auc is not None:
+            kinds[source in aligned_sources].append(auc)
+    means = [float(np.mean(aucs)) for aucs in kinds.values() if aucs]
+    return float(np.mean(means)) if means else 0.0
+
+
 def recall_at_fpr(labels, p_fake, max_fpr: float) -> float | None:
     """Fakes caught at the lowest threshold that calls at most ``max_fpr`` of these reals fake.
 

@@ -238,7 +238,7 @@ from training.data import SkipLog, make_dataset, make_training_dataset, sampling
 from training.distribute import make_strategy  # noqa: E402
 from training.launder import launder  # noqa: E402
 from training.layout import Example, LayoutError, find_root, list_split, sources_table  # noqa: E402
-from training.metrics import roc_auc  # noqa: E402
+from training.metrics import selection_auc  # noqa: E402
 
 
 def resolve_weights(backbone: str, weights: str) -> str | None:
@@ -320,20 +320,12 @@ class FairSelection(keras.callbacks.Callback):
         self.average = average
 
     def view_scores(self) -> list[float]:
-        """Each view's mean AUC over its sources (0 where no source has both classes); with aligned pairs, the
-        mean of the fair sources' mean and the aligned sources' mean, so that the many aligned sources (one
-        per decoder and original collection) do not outweigh the two fair pairs."""
-        scores = []
-        for images, labels, sources in self.views:
-            p_fake = self.model.predict(images, batch_size=32, verbose=0)[:, 1]
-            kinds = {False: [], True: []}
-            for s in np.unique(sources):
-                auc = roc_auc(labels[sources == s], p_fake[sources == s])
-                if auc is not None:
-                    kinds[s in self.aligned_sources].append(auc)
-            means = [float(np.mean(aucs)) for aucs in kinds.values() if aucs]
-            scores.append(float(np.mean(means)) if means else 0.0)
-        return scores
+        """Each view's ``training.metrics.selection_auc``."""
+        return [
+            selection_auc(labels, self.model.predict(images, batch_size=32, verbose=0)[:, 1], sources,
+                          self.aligned_sources)
+            for images, labels, sources in self.views
+        ]
 
     def consider(self, epoch: int, views: list[float], averaged: int | None = None) -> str:
         """Keep the model's current weights if they beat the best so far; their line for the log."""
