@@ -85,6 +85,23 @@ class MeanStdPooling(layers.Layer):
         return {**super().get_config(), "epsilon": self.epsilon}
 
 
+@keras.saving.register_keras_serializable(package="aiface")
+class LargestHead(layers.Layer):
+    """(N, K) -> (N, 1): the largest of K heads' margins.
+
+    A model with a second head (``training.decoder_head``) calls an image fake when either head does:
+    each head's margin is shifted so that 0 is its own threshold, so the largest margin is above 0
+    exactly when one head is, and a head that learnt one kind of fake cannot be outvoted by another
+    that never saw it (an average would dilute both).
+    """
+
+    def call(self, inputs):
+        return ops.max(inputs, axis=-1, keepdims=True)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], 1)
+
+
 def unit_mean_square(x, epsilon: float):
     """x scaled to an L2 norm of sqrt(d) along its last axis."""
     size = float(x.shape[-1])

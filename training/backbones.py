@@ -39,6 +39,8 @@ LITE2_IMAGENET = WEIGHTS_DIR / "efficientnet_lite2_imagenet.weights.h5"
 # The last Dense layer gives logits (calibration reads them exactly and
 # divides them by the temperature); a Softmax layer turns them into the output.
 LOGITS_LAYER = "logits"
+# A model with a decoder head (training.decoder_head) scores its features with several linear heads here.
+HEADS_LAYER = "heads"
 PROBABILITIES_LAYER = "probabilities"
 POOLING_MODEL = "pooling"
 # Wider maps are first reduced by a learned 1x1 convolution, so that a

@@ -53,13 +53,15 @@ def view_transform(view: str) -> Callable[[np.ndarray, str], np.ndarray]:
 
 
 def feature_model(model):
-    """The model up to the input of its final Dense layer, traced once for any batch size."""
+    """The model up to its pooled features (what its final Dense layer, or its heads, see), traced once for any
+    batch size."""
     import keras
     import tensorflow as tf
 
-    from training.backbones import LOGITS_LAYER
+    from training.backbones import HEADS_LAYER, LOGITS_LAYER
 
-    inner = keras.Model(model.inputs, model.get_layer(LOGITS_LAYER).input)
+    names = {layer.name for layer in model.layers}
+    inner = keras.Model(model.inputs, model.get_layer(HEADS_LAYER if HEADS_LAYER in names else LOGITS_LAYER).input)
     size = model.input_shape[1]
     serve = tf.function(lambda batch: inner(batch, training=False),
                         input_signature=[tf.TensorSpec((None, size, size, 3), tf.float32)], autograph=False)

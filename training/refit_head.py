@@ -105,12 +105,16 @@ def refit(args: argparse.Namespace) -> Path:
     from sklearn.linear_model import LogisticRegression
 
     from aiface.bundle import load_bundle, save_bundle
+    from training.backbones import HEADS_LAYER
     from training.calibration import calibrate
     from training.features import extract
     from training.layout import list_split
     from training.metrics import selection_auc
 
     bundle = load_bundle(args.model)
+    if HEADS_LAYER in {layer.name for layer in bundle.model.layers}:
+        raise ValueError(f"{args.model} has a decoder head (training.decoder_head); refit the model it was made "
+                         "from and add the decoder head again")
     excluded = set(args.exclude_source)
 
     def split(folder, name):

@@ -418,6 +418,12 @@ def load_selection_set(examples: list[Example], image_size: int, skips: SkipLog,
 def start_from_trained(model: keras.Model, path: str) -> None:
     """The weights of the trained model at ``path``, its calibration temperature taken out again."""
     trained = load_bundle(path)
+    if backbones.HEADS_LAYER in {layer.name for layer in trained.model.layers}:
+        made_from = trained.metadata.training.get("decoder_head", {}).get("from", {})
+        raise ModelLoadError(
+            f"{path} has a decoder head beside its own (training.decoder_head); train from the model it was made "
+            f"from ({made_from.get('name', '?')} {made_from.get('version', '?')}) and add a decoder head to the result"
+        )
     try:
         model.set_weights(trained.model.get_weights())
     except ValueError as error:
