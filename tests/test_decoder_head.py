@@ -82,12 +82,18 @@ def test_fit_writes_a_calibrated_two_head_bundle(tiny_model_path, tiny_dataset, 
     assert decoder_head_main([str(out), str(tiny_dataset), "--aligned", str(aligned), "--out", str(again)]) == 2
     assert "already has a decoder head" in capsys.readouterr().err
     assert not again.exists()
-    # Fine-tuning starts from the model the head was added to, not from the two-head bundle.
-    from aiface.bundle import ModelLoadError
+    # Fine-tuning from the two-head bundle starts from the model it was made from: network and generator head.
+    from training.calibration import fold_temperature
     from training.train import start_from_trained
 
-    with pytest.raises(ModelLoadError, match=r"has a decoder head .* \(tiny-test 0\.0\.1\)"):
-        start_from_trained(load_bundle(tiny_model_path).model, out)
+    original = load_bundle(tiny_model_path)
+    fresh = load_bundle(tiny_model_path).model
+    fresh.set_weights([np.zeros_like(w) for w in fresh.get_weights()])
+    start_from_trained(fresh, out)
+    fold_temperature(fresh, original.metadata.temperature)
+    images = np.stack([face_like(seed, size=original.metadata.image_size) for seed in range(4)]).astype(np.float32)
+    np.testing.assert_allclose(fresh.predict(images, verbose=0), original.model.predict(images, verbose=0),
+                               rtol=1e-4, atol=1e-5)
 
 
 def test_refit_head_refuses_a_two_head_model(tiny_model_path, tiny_dataset, aligned, tmp_path, capsys):

@@ -120,6 +120,31 @@ def add_heads(model, heads: np.ndarray, offsets: np.ndarray, zero: float = 0.0):
     return joined
 
 
+def generator_head_only(bundle):
+    """(model, temperature) of the model a two-head bundle was made from: its network with the generator head
+    as the final ``logits`` layer again, and the calibration temperature folded into that head.
+
+    So ``training.train --init-from`` can start from a shipped two-head bundle: the decoder head is dropped
+    (fit it again on the new features) and the generator head's logit is the original model's.
+    """
+    import keras
+
+    from training.backbones import HEADS_LAYER, LOGITS_LAYER, PROBABILITIES_LAYER
+
+    made = bundle.metadata.training.get("decoder_head", {})
+    if "generator_zero_logit" not in made:
+        raise ValueError("the bundle's metadata does not record how its heads were shifted (training.decoder_head)")
+    heads = bundle.model.get_layer(HEADS_LAYER)
+    kernel, offsets = heads.get_weights()
+    logits = keras.layers.Dense(2, name=LOGITS_LAYER)
+    outputs = keras.layers.Softmax(name=PROBABILITIES_LAYER)(logits(heads.input))
+    model = keras.Model(bundle.model.inputs, outputs, name=bundle.model.name)
+    margin_bias = float(offsets[0]) + made["generator_zero_logit"]
+    logits.set_weights([np.stack([-kernel[:, 0] / 2, kernel[:, 0] / 2], axis=1).astype(np.float32),
+                        np.array([-margin_bias / 2, margin_bias / 2], np.float32)])
+    return model, float(made.get("from", {}).get("temperature", 1.0))
+
+
 def fit(args: argparse.Namespace) -> Path:
     if args.out.resolve() == args.model.resolve():
         raise FileExistsError("--out is the model itself; write the new bundle elsewhere")
@@ -196,7 +221,7 @@ def fit(args: argparse.Namespace) -> Path:
 
     metadata = bundle.metadata
     base = {"name": metadata.name, "version": metadata.version, "threshold": metadata.threshold,
-            "training": metadata.training}
+            "temperature": metadata.temperature, "training": metadata.training}
     metadata.name = args.name or metadata.name
     metadata.version = args.version or metadata.version
     metadata.temperature = 1.0

@@ -416,21 +416,27 @@ def load_selection_set(examples: list[Example], image_size: int, skips: SkipLog,
 
 
 def start_from_trained(model: keras.Model, path: str) -> None:
-    """The weights of the trained model at ``path``, its calibration temperature taken out again."""
+    """The weights of the trained model at ``path``, its calibration temperature taken out again.
+
+    A bundle with a decoder head (``training.decoder_head``) gives the model it was made from: the network
+    and its generator head; the decoder head is dropped.
+    """
     trained = load_bundle(path)
-    if backbones.HEADS_LAYER in {layer.name for layer in trained.model.layers}:
-        made_from = trained.metadata.training.get("decoder_head", {}).get("from", {})
-        raise ModelLoadError(
-            f"{path} has a decoder head beside its own (training.decoder_head); train from the model it was made "
-            f"from ({made_from.get('name', '?')} {made_from.get('version', '?')}) and add a decoder head to the result"
-        )
+    source, temperature = trained.model, trained.metadata.temperature
+    if backbones.HEADS_LAYER in {layer.name for layer in source.layers}:
+        from training.decoder_head import generator_head_only
+
+        try:
+            source, temperature = generator_head_only(trained)
+        except ValueError as error:
+            raise ModelLoadError(f"{path}: {error}") from None
     try:
-        model.set_weights(trained.model.get_weights())
+        model.set_weights(source.get_weights())
     except ValueError as error:
         raise ModelLoadError(
             f"{path} does not fit a {trained.metadata.backbone} model with this head: {error}"
         ) from None
-    fold_temperature(model, 1.0 / trained.metadata.temperature)
+    fold_temperature(model, 1.0 / temperature)
 
 
 def train(args: argparse.Namespace) -> Path:
