@@ -33,7 +33,6 @@ where the generator head scored 0.34 (issue 22's probe on hidden data). MODEL is
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 from pathlib import Path
 
@@ -41,6 +40,14 @@ import numpy as np
 
 from training import cli
 from training.features import VIEWS
+from training.new_head import (
+    add_bundle_arguments,
+    check_bundle_arguments,
+    check_out,
+    choose_c,
+    run,
+    save_new_head,
+)
 
 DEFAULT_C = (0.0001, 0.0003, 0.001, 0.003)
 DECODER_HEAD = "decoder"
@@ -55,33 +62,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, required=True, help="the new bundle's .keras path")
     parser.add_argument("--view", action="append", choices=VIEWS, help="views of the pairs "
                         "(repeatable; default: all three)")
-    parser.add_argument("--c", action="append", type=float, metavar="C",
-                        help="inverse regularisation strengths to choose from (repeatable; default: "
-                        + ", ".join(map(str, DEFAULT_C)) + ")")
     parser.add_argument("--no-reals", dest="reals", action="store_false",
                         help="fit on the pairs alone, without DATA_DIR's train reals as more negatives")
     parser.add_argument("--head-fpr", type=cli.probability, default=0.006,
                         help="share of valid's real faces the decoder head alone calls fake (where its margin is 0)")
     parser.add_argument("--head-slope", type=float, default=2.0,
                         help="the decoder head's margin spread, in multiples of the generator head's on valid's reals")
-    parser.add_argument("--cache", type=Path, help="features cache (default: a 'features' folder beside --out)")
-    parser.add_argument("--name", help="the new model's name (default: the model's)")
-    parser.add_argument("--version", help="the new model's version (default: the model's)")
-    cli.add_calibration_arguments(parser)
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing bundle at --out")
+    add_bundle_arguments(parser, DEFAULT_C)
     args = parser.parse_args(argv)
-    if args.out.suffix != ".keras":
-        parser.error(f"--out must end in .keras, not {args.out}")
+    check_bundle_arguments(parser, args, DEFAULT_C, argv)
     if not 0.0 < args.head_fpr < 1.0:
         parser.error(f"--head-fpr must lie strictly between 0 and 1, not {args.head_fpr}")
     if not args.head_slope > 0:
         parser.error(f"--head-slope must be positive, not {args.head_slope}")
     args.view = args.view or list(VIEWS)
-    args.c = args.c or list(DEFAULT_C)
-    if any(not c > 0 for c in args.c):
-        parser.error("every --c must be positive")
-    args.cache = args.cache or args.out.parent / "features"
-    args.command = shlex.join(["python", "-m", "training.decoder_head", *(sys.argv[1:] if argv is None else argv)])
     return args
 
 
@@ -146,15 +140,10 @@ def generator_head_only(bundle):
 
 
 def fit(args: argparse.Namespace) -> Path:
-    if args.out.resolve() == args.model.resolve():
-        raise FileExistsError("--out is the model itself; write the new bundle elsewhere")
-    if args.out.exists() and not args.overwrite:
-        raise FileExistsError(f"{args.out} exists; pass --overwrite to replace it")
-    from sklearn.linear_model import LogisticRegression
-
-    from aiface.bundle import load_bundle, save_bundle
+    check_out(args)
+    from aiface.bundle import load_bundle
     from training.backbones import HEADS_LAYER
-    from training.calibration import calibrate, logits_of
+    from training.calibration import logits_of
     from training.features import extract
     from training.layout import list_split
     from training.metrics import roc_auc
@@ -192,14 +181,10 @@ def fit(args: argparse.Namespace) -> Path:
     for view in ("clean", "laundered"):
         x, kept = features(pairs_valid, view, "aligned valid")
         selection.append(((x - mean) / scale, np.array([e.label for e in kept])))
-    fits = []
-    for c in sorted(args.c):
-        regression = LogisticRegression(C=c, max_iter=3000, tol=1e-5).fit(x_train, y_train, sample_weight=w_train)
-        aucs = [roc_auc(y, regression.predict_proba(x)[:, 1]) or 0.0 for x, y in selection]
-        fits.append((float(np.mean(aucs)), c, regression, aucs))
-        print(f"C={c:g}: aligned valid AUC {np.mean(aucs):.4f} (as they are {aucs[0]:.4f}, laundered {aucs[1]:.4f})"
-              f"{'' if regression.n_iter_[0] < regression.max_iter else ', not converged'}", file=sys.stderr)
-    score, c, regression, aucs = max(fits, key=lambda item: item[0])
+    score, c, regression, aucs = choose_c(
+        x_train, y_train, w_train, args.c,
+        lambda candidate: [roc_auc(y, candidate.predict_proba(x)[:, 1]) or 0.0 for x, y in selection],
+        "aligned valid AUC")
 
     # Both heads as linear functions of the raw features, each shifted to 0 at its own threshold and
     # scaled to the generator head's spread on valid's real faces.
@@ -219,42 +204,19 @@ def fit(args: argparse.Namespace) -> Path:
     offsets = np.array([b_generator - generator_zero, (b_decoder - decoder_zero) * spread])
     bundle.model = add_heads(bundle.model, heads, offsets, zero=generator_zero)
 
-    metadata = bundle.metadata
-    base = {"name": metadata.name, "version": metadata.version, "threshold": metadata.threshold,
-            "temperature": metadata.temperature, "training": metadata.training}
-    metadata.name = args.name or metadata.name
-    metadata.version = args.version or metadata.version
-    metadata.temperature = 1.0
-    metadata.metrics = {}
-    metadata.training = {
-        "command": args.command,
-        "decoder_head": {
-            "from": base, "heads": ["generator", DECODER_HEAD], "views": args.view, "c": c,
-            "c_tried": sorted(args.c), "aligned_valid_auc": {"mean": score, "clean": aucs[0], "laundered": aucs[1]},
-            "aligned_train_pairs": len(pairs_train) // 2, "extra_train_reals": len(reals),
-            "aligned": [str(folder) for folder in args.aligned],
-            "head_fpr": args.head_fpr, "head_slope": args.head_slope,
-            "generator_zero_logit": generator_zero, "decoder_spread": spread,
-        },
+    record = {
+        "heads": ["generator", DECODER_HEAD], "views": args.view, "c": c, "c_tried": sorted(args.c),
+        "aligned_valid_auc": {"mean": score, "clean": aucs[0], "laundered": aucs[1]},
+        "aligned_train_pairs": len(pairs_train) // 2, "extra_train_reals": len(reals),
+        "aligned": [str(folder) for folder in args.aligned], "head_fpr": args.head_fpr, "head_slope": args.head_slope,
+        "generator_zero_logit": generator_zero, "decoder_spread": spread,
     }
-    calibrate(bundle, valid_examples, target_fpr=args.target_fpr, max_source_fpr=args.max_source_fpr,
-              laundered=args.calibrate_laundered)
-    path = save_bundle(bundle, args.out, overwrite=True)
-    print(f"wrote {path}: C={c:g}, aligned valid AUC {score:.4f}; temperature {metadata.temperature:.3f}, "
-          f"threshold {metadata.threshold:.4f}", file=sys.stderr)
-    return path
+    return save_new_head(bundle, args, "decoder_head", record, valid_examples,
+                         f"C={c:g}, aligned valid AUC {score:.4f}")
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    from aiface.bundle import ModelLoadError
-    from training.layout import LayoutError
-
-    try:
-        fit(args)
-    except (FileExistsError, ModelLoadError, LayoutError, ValueError) as error:
-        return cli.fail(error)
-    return 0
+    return run(fit, parse_args(argv))
 
 
 if __name__ == "__main__":

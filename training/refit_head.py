@@ -24,7 +24,6 @@ it came from. MODEL is never changed.
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 from pathlib import Path
 
@@ -32,6 +31,14 @@ import numpy as np
 
 from training import cli
 from training.features import VIEWS
+from training.new_head import (
+    add_bundle_arguments,
+    check_bundle_arguments,
+    check_out,
+    choose_c,
+    run,
+    save_new_head,
+)
 
 DEFAULT_C = (0.0003, 0.001, 0.003, 0.01)
 
@@ -45,29 +52,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="a folder of aligned pairs made by training.aligned (repeatable)")
     parser.add_argument("--view", action="append", choices=VIEWS, help="views of the training images "
                         "(repeatable; default: all three)")
-    parser.add_argument("--c", action="append", type=float, metavar="C",
-                        help="inverse regularisation strengths to choose from (repeatable; default: "
-                        + ", ".join(map(str, DEFAULT_C)) + ")")
     parser.add_argument("--fair-share", type=cli.probability, default=0.4)
     parser.add_argument("--aligned-share", type=cli.probability, default=0.3)
     parser.add_argument("--exclude-source", action="append", default=[], help="leave a source out of train and valid")
-    parser.add_argument("--cache", type=Path, help="features cache (default: a 'features' folder beside --out)")
-    parser.add_argument("--name", help="the new model's name (default: the model's)")
-    parser.add_argument("--version", help="the new model's version (default: the model's)")
-    cli.add_calibration_arguments(parser)
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing bundle at --out")
+    add_bundle_arguments(parser, DEFAULT_C)
     args = parser.parse_args(argv)
-    if args.out.suffix != ".keras":
-        parser.error(f"--out must end in .keras, not {args.out}")
+    check_bundle_arguments(parser, args, DEFAULT_C, argv)
     if args.fair_share + (args.aligned_share if args.aligned else 0.0) > 1.0:
         parser.error(f"--fair-share and --aligned-share add up to more than 1 "
                      f"({args.fair_share} + {args.aligned_share})")
     args.view = args.view or list(VIEWS)
-    args.c = args.c or list(DEFAULT_C)
-    if any(not c > 0 for c in args.c):
-        parser.error("every --c must be positive")
-    args.cache = args.cache or args.out.parent / "features"
-    args.command = shlex.join(["python", "-m", "training.refit_head", *(sys.argv[1:] if argv is None else argv)])
     return args
 
 
@@ -98,15 +92,9 @@ def fold_logistic(model, coef: np.ndarray, intercept: float, mean: np.ndarray, s
 
 
 def refit(args: argparse.Namespace) -> Path:
-    if args.out.resolve() == args.model.resolve():
-        raise FileExistsError("--out is the model itself; write the new bundle elsewhere")
-    if args.out.exists() and not args.overwrite:
-        raise FileExistsError(f"{args.out} exists; pass --overwrite to replace it")
-    from sklearn.linear_model import LogisticRegression
-
-    from aiface.bundle import load_bundle, save_bundle
+    check_out(args)
+    from aiface.bundle import load_bundle
     from training.backbones import HEADS_LAYER
-    from training.calibration import calibrate
     from training.features import extract
     from training.layout import list_split
     from training.metrics import selection_auc
@@ -149,51 +137,24 @@ def refit(args: argparse.Namespace) -> Path:
         x, ok = features(selection, view, "selection")
         selection_views.append(((x - mean) / scale, np.array([e.label for e in ok]), [e.source for e in ok]))
 
-    fits = []
-    for c in sorted(args.c):
-        fit = LogisticRegression(C=c, max_iter=3000, tol=1e-5).fit(x_train, y_train, sample_weight=weights)
-        scores = [selection_auc(labels, fit.predict_proba(x)[:, 1], sources, aligned_sources)
-                  for x, labels, sources in selection_views]
-        fits.append((float(np.mean(scores)), c, fit, scores))
-        print(f"C={c:g}: selection {np.mean(scores):.4f} (as they are {scores[0]:.4f}, laundered {scores[1]:.4f})"
-              f"{'' if fit.n_iter_[0] < fit.max_iter else ', not converged'}", file=sys.stderr)
-    score, c, fit, scores = max(fits, key=lambda item: item[0])
+    score, c, fit, scores = choose_c(
+        x_train, y_train, weights, args.c,
+        lambda candidate: [selection_auc(labels, candidate.predict_proba(x)[:, 1], sources, aligned_sources)
+                     for x, labels, sources in selection_views], "selection")
     fold_logistic(bundle.model, fit.coef_[0], float(fit.intercept_[0]), mean, scale)
 
-    metadata = bundle.metadata
-    base = {"name": metadata.name, "version": metadata.version, "training": metadata.training}
-    metadata.name = args.name or metadata.name
-    metadata.version = args.version or metadata.version
-    metadata.temperature = 1.0
-    metadata.metrics = {}
-    metadata.training = {
-        "command": args.command,
-        "refit_head": {
-            "from": base, "views": args.view, "c": c, "c_tried": sorted(args.c),
-            "selection_auc": {"mean": score, "clean": scores[0], "laundered": scores[1]},
-            "train_images": len(kept), "aligned_train_pairs": len(aligned_train) // 2,
-            "aligned": [str(folder) for folder in args.aligned], "fair_share": args.fair_share,
-            "aligned_share": args.aligned_share, "excluded_sources": sorted(excluded),
-        },
+    record = {
+        "views": args.view, "c": c, "c_tried": sorted(args.c),
+        "selection_auc": {"mean": score, "clean": scores[0], "laundered": scores[1]},
+        "train_images": len(kept), "aligned_train_pairs": len(aligned_train) // 2,
+        "aligned": [str(folder) for folder in args.aligned], "fair_share": args.fair_share,
+        "aligned_share": args.aligned_share, "excluded_sources": sorted(excluded),
     }
-    calibrate(bundle, valid_examples, target_fpr=args.target_fpr, max_source_fpr=args.max_source_fpr,
-              laundered=args.calibrate_laundered)
-    path = save_bundle(bundle, args.out, overwrite=True)
-    print(f"wrote {path}: C={c:g}, selection {score:.4f}; temperature {metadata.temperature:.3f}, "
-          f"threshold {metadata.threshold:.4f}", file=sys.stderr)
-    return path
+    return save_new_head(bundle, args, "refit_head", record, valid_examples, f"C={c:g}, selection {score:.4f}")
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    from aiface.bundle import ModelLoadError
-    from training.layout import LayoutError
-
-    try:
-        refit(args)
-    except (FileExistsError, ModelLoadError, LayoutError, ValueError) as error:
-        return cli.fail(error)
-    return 0
+    return run(refit, parse_args(argv))
 
 
 if __name__ == "__main__":
