@@ -240,3 +240,8 @@ def unfreeze_top(model: keras.Model, fraction: float) -> None:
     cut = int(len(base.layers) * (1.0 - fraction))
     for index, layer in enumerate(base.layers):
         layer.trainable = index >= cut and not isinstance(layer, layers.BatchNormalization)
+
+
+def has_heads(model) -> bool:
+    """Whether the model scores its features with several heads (``training.decoder_head``) instead of one."""
+    return HEADS_LAYER in {layer.name for layer in model.layers}

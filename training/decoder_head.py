@@ -45,6 +45,7 @@ from training.new_head import (
     check_bundle_arguments,
     check_out,
     choose_c,
+    margin_as_logits,
     run,
     save_new_head,
 )
@@ -110,7 +111,7 @@ def add_heads(model, heads: np.ndarray, offsets: np.ndarray, zero: float = 0.0):
     outputs = keras.layers.Softmax(name=PROBABILITIES_LAYER)(logits)
     joined = keras.Model(model.inputs, outputs, name=model.name)
     dense.set_weights([heads.astype(np.float32), offsets.astype(np.float32)])
-    split.set_weights([np.array([[-0.5, 0.5]], np.float32), np.array([-zero / 2, zero / 2], np.float32)])
+    split.set_weights(margin_as_logits(np.ones(1), zero))
     return joined
 
 
@@ -133,23 +134,21 @@ def generator_head_only(bundle):
     logits = keras.layers.Dense(2, name=LOGITS_LAYER)
     outputs = keras.layers.Softmax(name=PROBABILITIES_LAYER)(logits(heads.input))
     model = keras.Model(bundle.model.inputs, outputs, name=bundle.model.name)
-    margin_bias = float(offsets[0]) + made["generator_zero_logit"]
-    logits.set_weights([np.stack([-kernel[:, 0] / 2, kernel[:, 0] / 2], axis=1).astype(np.float32),
-                        np.array([-margin_bias / 2, margin_bias / 2], np.float32)])
+    logits.set_weights(margin_as_logits(kernel[:, 0], float(offsets[0]) + made["generator_zero_logit"]))
     return model, float(made.get("from", {}).get("temperature", 1.0))
 
 
 def fit(args: argparse.Namespace) -> Path:
     check_out(args)
     from aiface.bundle import load_bundle
-    from training.backbones import HEADS_LAYER
+    from training.backbones import has_heads
     from training.calibration import logits_of
     from training.features import extract
     from training.layout import list_split
     from training.metrics import roc_auc
 
     bundle = load_bundle(args.model)
-    if HEADS_LAYER in {layer.name for layer in bundle.model.layers}:
+    if has_heads(bundle.model):
         raise ValueError(f"{args.model} already has a decoder head; start from the model it was made from "
                          f"({bundle.metadata.training.get('decoder_head', {}).get('from', {}).get('version', '?')})")
     pairs_train = [e for folder in args.aligned for e in list_split(folder, "train")]

@@ -58,10 +58,9 @@ def feature_model(model):
     import keras
     import tensorflow as tf
 
-    from training.backbones import HEADS_LAYER, LOGITS_LAYER
+    from training.backbones import HEADS_LAYER, LOGITS_LAYER, has_heads
 
-    names = {layer.name for layer in model.layers}
-    inner = keras.Model(model.inputs, model.get_layer(HEADS_LAYER if HEADS_LAYER in names else LOGITS_LAYER).input)
+    inner = keras.Model(model.inputs, model.get_layer(HEADS_LAYER if has_heads(model) else LOGITS_LAYER).input)
     size = model.input_shape[1]
     serve = tf.function(lambda batch: inner(batch, training=False),
                         input_signature=[tf.TensorSpec((None, size, size, 3), tf.float32)], autograph=False)

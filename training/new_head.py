@@ -43,6 +43,13 @@ def check_bundle_arguments(parser: argparse.ArgumentParser, args: argparse.Names
     args.command = shlex.join(["python", "-m", parser.prog.split()[-1], *(sys.argv[1:] if argv is None else argv)])
 
 
+def margin_as_logits(w: np.ndarray, b: float) -> list[np.ndarray]:
+    """Kernel and bias of a two-way ``logits`` Dense layer whose fake-minus-real logit is ``w . x + b``, split
+    evenly between the two outputs (so a softmax of them is ``sigmoid(w . x + b)``)."""
+    w = np.asarray(w, np.float64).reshape(-1)
+    return [np.stack([-w / 2.0, w / 2.0], axis=1).astype(np.float32), np.array([-b / 2.0, b / 2.0], np.float32)]
+
+
 def check_out(args: argparse.Namespace) -> None:
     """Stop before any work if ``--out`` would overwrite the model or, without ``--overwrite``, any file."""
     if args.out.resolve() == args.model.resolve():

@@ -36,6 +36,7 @@ from training.new_head import (
     check_bundle_arguments,
     check_out,
     choose_c,
+    margin_as_logits,
     run,
     save_new_head,
 )
@@ -84,23 +85,20 @@ def fold_logistic(model, coef: np.ndarray, intercept: float, mean: np.ndarray, s
     its fake-minus-real logit is that linear function, split evenly between the two outputs."""
     from training.backbones import LOGITS_LAYER
 
-    layer = model.get_layer(LOGITS_LAYER)
     w = coef / scale
-    b = intercept - float(np.dot(w, mean))
-    kernel = np.stack([-w / 2.0, w / 2.0], axis=1).astype(np.float32)
-    layer.set_weights([kernel, np.array([-b / 2.0, b / 2.0], np.float32)])
+    model.get_layer(LOGITS_LAYER).set_weights(margin_as_logits(w, intercept - float(np.dot(w, mean))))
 
 
 def refit(args: argparse.Namespace) -> Path:
     check_out(args)
     from aiface.bundle import load_bundle
-    from training.backbones import HEADS_LAYER
+    from training.backbones import has_heads
     from training.features import extract
     from training.layout import list_split
     from training.metrics import selection_auc
 
     bundle = load_bundle(args.model)
-    if HEADS_LAYER in {layer.name for layer in bundle.model.layers}:
+    if has_heads(bundle.model):
         raise ValueError(f"{args.model} has a decoder head (training.decoder_head); refit the model it was made "
                          "from and add the decoder head again")
     excluded = set(args.exclude_source)
@@ -140,7 +138,8 @@ def refit(args: argparse.Namespace) -> Path:
     score, c, fit, scores = choose_c(
         x_train, y_train, weights, args.c,
         lambda candidate: [selection_auc(labels, candidate.predict_proba(x)[:, 1], sources, aligned_sources)
-                     for x, labels, sources in selection_views], "selection")
+                           for x, labels, sources in selection_views],
+        "selection")
     fold_logistic(bundle.model, fit.coef_[0], float(fit.intercept_[0]), mean, scale)
 
     record = {

@@ -423,7 +423,7 @@ def start_from_trained(model: keras.Model, path: str) -> None:
     """
     trained = load_bundle(path)
     source, temperature = trained.model, trained.metadata.temperature
-    if backbones.HEADS_LAYER in {layer.name for layer in source.layers}:
+    if backbones.has_heads(source):
         from training.decoder_head import generator_head_only
 
         try:
