@@ -89,7 +89,7 @@ class MeanStdPooling(layers.Layer):
 class LargestHead(layers.Layer):
     """(N, K) -> (N, 1): the largest of K heads' margins.
 
-    A model with a second head (``training.decoder_head``) calls an image fake when either head does:
+    A model with a second head (``training.add_head``) calls an image fake when either head does:
     each head's margin is shifted so that 0 is its own threshold, so the largest margin is above 0
     exactly when one head is, and a head that learnt one kind of fake cannot be outvoted by another
     that never saw it (an average would dilute both).

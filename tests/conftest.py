@@ -46,18 +46,33 @@ def client(app):
     return app.test_client()
 
 
-@pytest.fixture(scope="session")
-def tiny_dataset(tmp_path_factory):
-    """A 140k-layout folder of small synthetic images, a few per class and split."""
-    root = tmp_path_factory.mktemp("data")
+def _dataset(root, counts, sources):
+    """A 140k layout of synthetic faces: ``counts`` images per split and class, named after ``sources`` (per
+    class) in turn, so that the file names give the sources."""
     seed = 0
-    for split, count in (("train", 12), ("valid", 6), ("test", 6)):
+    for split, count in counts:
         for label in ("real", "fake"):
             folder = root / split / label
             folder.mkdir(parents=True)
             for index in range(count):
                 seed += 1
-                source = "synth_a" if index % 2 else "synth_b"
+                source = sources[label][index % len(sources[label])]
                 pixels = face_like(seed, fake=label == "fake")
                 (folder / f"{source}_{seed:04x}.png").write_bytes(encode(pixels))
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory):
+    """A 140k-layout folder of small synthetic images, a few per class and split."""
+    return _dataset(tmp_path_factory.mktemp("data"), (("train", 12), ("valid", 6), ("test", 6)),
+                    {"real": ("synth_b", "synth_a"), "fake": ("synth_b", "synth_a")})
+
+
+@pytest.fixture(scope="session")
+def shipped_sources_dataset(tmp_path_factory):
+    """The same, with the source names of ../shared/data that the shipped model's recipe names."""
+    fakes = ("zoya_140k_subset", "djb_sd14_blonde", "dhiandika_sd15_faces", "gengap_sd1_class",
+             "gengap_sd1_dreambooth", "gebaltso_sdfd_sd21", "flux1_politicians")
+    return _dataset(tmp_path_factory.mktemp("shipped_sources"), (("train", 14), ("valid", 7), ("test", 4)),
+                    {"real": ("zoya_140k_subset", "djb_unsplash_men"), "fake": fakes})

@@ -39,7 +39,7 @@ LITE2_IMAGENET = WEIGHTS_DIR / "efficientnet_lite2_imagenet.weights.h5"
 # The last Dense layer gives logits (calibration reads them exactly and
 # divides them by the temperature); a Softmax layer turns them into the output.
 LOGITS_LAYER = "logits"
-# A model with a decoder head (training.decoder_head) scores its features with several linear heads here.
+# A model with added heads (training.add_head) scores its features with several linear heads here.
 HEADS_LAYER = "heads"
 PROBABILITIES_LAYER = "probabilities"
 POOLING_MODEL = "pooling"
@@ -243,5 +243,5 @@ def unfreeze_top(model: keras.Model, fraction: float) -> None:
 
 
 def has_heads(model) -> bool:
-    """Whether the model scores its features with several heads (``training.decoder_head``) instead of one."""
+    """Whether the model scores its features with several heads (``training.add_head``) instead of one."""
     return HEADS_LAYER in {layer.name for layer in model.layers}

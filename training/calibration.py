@@ -19,6 +19,8 @@ import keras
 import numpy as np
 
 from aiface.bundle import Bundle
+from aiface.faces import FaceFinder
+from aiface.pipeline import FACES, WHOLE_IMAGE
 from training import metrics
 from training.backbones import LOGITS_LAYER, PROBABILITIES_LAYER
 from training.launder import launder
@@ -157,6 +159,7 @@ def calibrate(
     progress: str | None = "calibrate",
     max_source_fpr: float | None = None,
     laundered: bool = False,
+    finder: FaceFinder | None = None,
 ) -> Calibration:
     """Fit T on ``examples`` (the valid split), fold it into the model, pick the threshold.
 
@@ -167,19 +170,20 @@ def calibrate(
     the same limits also hold for laundered copies of the images
     (``training.launder``: downscaled and re-compressed, as a photo passed
     around social networks is), at the cost of fakes caught on clean ones;
-    the temperature is still fitted on the images as they are.
+    the temperature is still fitted on the images as they are. With ``finder`` the images are scored as
+    the service scores them (``aiface.pipeline``, faces found); without, their whole centred square.
 
     Writes ``temperature``, ``threshold``, ``target_fpr`` and
     ``metrics["calibration"]`` into ``bundle.metadata``. Calibrating an
     already calibrated bundle fits the remaining correction and multiplies it
     in, so the metadata's temperature always refers to the trained network.
     """
-    scores = score_examples(bundle, examples, batch_size=batch_size, progress=progress)
+    scores = score_examples(bundle, examples, batch_size=batch_size, progress=progress, finder=finder)
     if not scores.examples:
         raise ValueError("no readable images to calibrate on")
     washed = (
         score_examples(bundle, examples, transform=launder, batch_size=batch_size,
-                       progress=progress and f"{progress} (laundered)")
+                       progress=progress and f"{progress} (laundered)", finder=finder)
         if laundered else None
     )
     labels = scores.labels
@@ -206,6 +210,7 @@ def calibrate(
         "max_source_fpr": max_source_fpr,
         "source_false_positive_rates": _source_false_positive_rates(calibrated, labels, sources, threshold),
         "laundered": laundered,
+        "scored": FACES if finder is not None else WHOLE_IMAGE,
     }
     if washed is not None:
         on_washed = metrics.summary(washed.labels, washed_p, threshold)

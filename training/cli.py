@@ -67,6 +67,19 @@ def add_calibration_arguments(parser: argparse.ArgumentParser) -> None:
         help="both limits also hold for laundered copies of valid (128 px + JPEG 40), as for photos "
         "re-compressed on their way to you; fewer fakes are caught",
     )
+    parser.add_argument(
+        "--calibrate-whole-image", dest="calibrate_faces", action="store_false",
+        help="fit the temperature and threshold on whole images (their centred square) instead of the faces "
+        "found in them, which is what the service, the scan and the extension score",
+    )
+
+
+def calibration_options(args: argparse.Namespace) -> dict:
+    """``training.calibration.calibrate``'s keyword arguments from the options above."""
+    from training.evaluate import finder_for
+
+    return {"target_fpr": args.target_fpr, "max_source_fpr": args.max_source_fpr,
+            "laundered": args.calibrate_laundered, "finder": finder_for(not args.calibrate_faces)}
 
 
 def fail(error: BaseException | str) -> int:

@@ -1,7 +1,7 @@
 """A trained model's pooled features of labelled images, under named views, cached on disk.
 
 The features are what the final ``logits`` layer sees: the second-order head's covariance and mean/std
-vector (or the average-pooled head's dense output). ``training.refit_head`` fits a new final layer on
+vector (or the average-pooled head's dense output). ``training.add_head`` fits a new head on
 them, which takes minutes where fine-tuning the network takes hours on two cores.
 
 A view is what is done to the decoded pixels before the shared preprocessing (``aiface.preprocess``):
@@ -11,7 +11,11 @@ The degraded view's random draw is seeded by the file's *name*, so an aligned pa
 reconstruction share their name, ``training.aligned``) gets the same draw for both images: a blur that
 only one of them had would teach "blurred = fake" or "sharp = real".
 
-Features are cached per model file, view and list of images (``CACHE/<digest>.npy`` with the images'
+With a face finder (``aiface.faces``), each image's features are those of its largest face's region, framed and
+resized exactly as ``aiface.pipeline`` frames what the service scores (the whole centred square when no face is
+found): a head fitted on them is fitted on what it will be shown.
+
+Features are cached per model file, view, framing and list of images (``CACHE/<digest>.npy`` with the images'
 paths beside it), so that fits with other settings, or without some sources, need no second pass.
 Files that cannot be read are skipped and named.
 """
@@ -30,7 +34,9 @@ import numpy as np
 from tqdm import tqdm
 
 from aiface.bundle import Bundle
-from aiface.preprocess import ImageError, load_image, to_model_input
+from aiface.faces import FaceFinder
+from aiface.pipeline import prepare_many
+from aiface.preprocess import ImageError, LoadedImage, load_image, to_model_input
 from training.augment import AugmentConfig, degrade
 from training.launder import launder
 from training.layout import Example
@@ -67,12 +73,14 @@ def feature_model(model):
     return lambda batch: serve(np.asarray(batch, np.float32)).numpy()
 
 
-def _digest(model_path: Path, view: str, examples: Sequence[Example]) -> str:
+def _digest(model_path: Path, view: str, examples: Sequence[Example], faces: bool) -> str:
     hasher = hashlib.sha256()
     with open(model_path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             hasher.update(block)
     hasher.update(view.encode())
+    if faces:
+        hasher.update(b"\0faces")
     for example in examples:
         hasher.update(f"\0{example.path}\0{example.label}".encode())
     return hasher.hexdigest()[:24]
@@ -80,12 +88,15 @@ def _digest(model_path: Path, view: str, examples: Sequence[Example]) -> str:
 
 def extract(
     bundle: Bundle, model_path: Path, examples: Sequence[Example], view: str, cache: Path | None = None,
-    batch_size: int = 32, workers: int = 4, progress: str | None = None,
+    batch_size: int = 32, workers: int = 4, progress: str | None = None, finder: FaceFinder | None = None,
 ) -> tuple[np.ndarray, list[Example]]:
-    """(features, the examples they belong to): float32 (N, D), in input order, unreadable files left out."""
+    """(features, the examples they belong to): float32 (N, D), in input order, unreadable files left out.
+
+    ``finder``: each image's largest face is framed as the service frames it; None: the whole centred square.
+    """
     transform = view_transform(view)
     if cache is not None:
-        stem = cache / _digest(model_path, view, examples)
+        stem = cache / _digest(model_path, view, examples, finder is not None)
         if stem.with_suffix(".npy").is_file() and stem.with_suffix(".json").is_file():
             kept = set(json.loads(stem.with_suffix(".json").read_text())["paths"])
             return np.load(stem.with_suffix(".npy")), [e for e in examples if str(e.path) in kept]
@@ -97,13 +108,18 @@ def extract(
             pixels = load_image(example.path).pixels
         except (ImageError, OSError) as error:
             return str(error)
-        return to_model_input(transform(pixels, example.path.name), size)
+        pixels = transform(pixels, example.path.name)
+        return pixels if finder is not None else to_model_input(pixels, size)
+
+    def largest_face(pixels: list[np.ndarray], pool: ThreadPoolExecutor) -> list[np.ndarray]:
+        prepared = prepare_many([LoadedImage(p) for p in pixels], finder, size, pool)
+        return [max(item.regions, key=lambda r: r.box.width * r.box.height).input for item in prepared]
 
     rows, kept = [], []
     bar = tqdm(total=len(examples), desc=progress, unit="img", file=sys.stderr, disable=not progress,
                mininterval=0.5 if sys.stderr.isatty() else 30.0)
 
-    def finish(part: Sequence[Example], futures: list) -> None:
+    def finish(part: Sequence[Example], futures: list, pool: ThreadPoolExecutor) -> None:
         images = []
         for example, future in zip(part, futures, strict=True):
             image = future.result()
@@ -113,7 +129,7 @@ def extract(
             images.append(image)
             kept.append(example)
         if images:
-            rows.append(features_of(np.stack(images)))
+            rows.append(features_of(np.stack(largest_face(images, pool) if finder is not None else images)))
         bar.update(len(part))
 
     # Decoding runs a batch ahead of the network, in threads (Pillow and numpy release the GIL).
@@ -123,10 +139,10 @@ def extract(
             part = examples[start : start + batch_size]
             futures = [pool.submit(load, example) for example in part]
             if pending is not None:
-                finish(*pending)
+                finish(*pending, pool)
             pending = (part, futures)
         if pending is not None:
-            finish(*pending)
+            finish(*pending, pool)
     bar.close()
     features = np.concatenate(rows).astype(np.float32) if rows else np.zeros((0, 0), np.float32)
     if cache is not None:

@@ -99,7 +99,7 @@ def selection_auc(labels, p_fake, sources, aligned_sources=frozenset()) -> float
     """The mean ROC AUC over sources (0 where no source has both classes); with aligned pairs, the mean of
     the other sources' mean and the aligned sources' mean, so that the many aligned sources (one per
     decoder and original collection) do not outweigh the two fair pairs. What selects an epoch
-    (``training.train``) and a head (``training.refit_head``)."""
+    (``training.train``) and a head (``training.add_head``)."""
     labels, p_fake = validate(labels, p_fake)
     sources = np.asarray(sources)
     kinds = {False: [], True: []}

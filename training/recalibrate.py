@@ -18,7 +18,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from training.cli import add_calibration_arguments, fail
+from training.cli import add_calibration_arguments, calibration_options, fail
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -45,8 +45,7 @@ def recalibrate(args: argparse.Namespace) -> Path:
     from training.layout import list_split
 
     bundle = load_bundle(args.model)
-    result = calibrate(bundle, list_split(args.data_dir, args.split), target_fpr=args.target_fpr,
-                       max_source_fpr=args.max_source_fpr, laundered=args.calibrate_laundered)
+    result = calibrate(bundle, list_split(args.data_dir, args.split), **calibration_options(args))
     path = save_bundle(bundle, args.out, overwrite=True)
     summary = result.summary
     laundered = (f"; laundered, {summary['laundered_false_positive_rate']:.1%} and "

@@ -418,13 +418,13 @@ def load_selection_set(examples: list[Example], image_size: int, skips: SkipLog,
 def start_from_trained(model: keras.Model, path: str) -> None:
     """The weights of the trained model at ``path``, its calibration temperature taken out again.
 
-    A bundle with a decoder head (``training.decoder_head``) gives the model it was made from: the network
-    and its generator head; the decoder head is dropped.
+    A bundle with added heads (``training.add_head``) gives the model it was first made from: the network
+    and its generator head; the added heads are dropped.
     """
     trained = load_bundle(path)
     source, temperature = trained.model, trained.metadata.temperature
     if backbones.has_heads(source):
-        from training.decoder_head import generator_head_only
+        from training.add_head import generator_head_only
 
         try:
             source, temperature = generator_head_only(trained)
@@ -569,8 +569,7 @@ def train(args: argparse.Namespace) -> Path:
         },
     )
     bundle = Bundle(final, metadata)
-    calibrate(bundle, valid_examples, target_fpr=args.target_fpr, max_source_fpr=args.max_source_fpr,
-              laundered=args.calibrate_laundered)
+    calibrate(bundle, valid_examples, **cli.calibration_options(args))
     path = save_bundle(bundle, out / MODEL, overwrite=True)
     print(
         f"wrote {path}: temperature {metadata.temperature:.3f}, threshold {metadata.threshold:.4f} "
