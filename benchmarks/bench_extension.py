@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--signed", action="store_true", help="sign each image with a C2PA manifest first")
     args = parser.parse_args(argv)
     node, chromium = shutil.which("node"), shutil.which("chromium") or "/usr/bin/chromium"
-    if node is None or not Path(chromium).exists() or not (EXTENSION / "dist" / "offscreen.js").is_file():
+    if node is None or not Path(chromium).exists() or not (EXTENSION / "dist" / "chrome" / "dist" / "offscreen-document.js").is_file():
         sys.exit("error: needs node, Chromium and the built extension: run bash .ci/setup --test")
     model_dir = Path(args.model_dir)
     metadata = json.loads((model_dir / "metadata.json").read_text())
@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         names = pick_images(Path(args.data), args.images, Path(site), args.side)
         if args.signed:
             sign_all(Path(site), names)
-        request = {"extensionDir": str(EXTENSION), "chromium": chromium, "siteDir": site,
+        request = {"extensionDir": str(EXTENSION / "dist" / "chrome"), "chromium": chromium, "siteDir": site,
                    "modelDir": str(model_dir.resolve()), "checks": [{"src": name} for name in names],
                    # Clicks half a second apart at least, as a person's: the worker captures the tab on each.
                    "pauseMs": 600}
@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         label = "click to verdict" if stage == "roundTripMs" else stage.removesuffix("_ms")
         p90 = values[min(len(values) - 1, int(0.9 * len(values)))]
         print(f"{label:<22}{value:>11.1f}{statistics.median(values):>13.1f}{p90:>10.1f}")
-    dist = EXTENSION / "dist"
+    dist = EXTENSION / "dist" / "chrome" / "dist"
     download = kib(model_dir.iterdir())
     print(f"model download: {download:.0f} KiB (model.json + weights + metadata.json)")
     # The face detector ships in dist/faces (copied at build) or faces/ (committed), depending on the version.

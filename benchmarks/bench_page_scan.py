@@ -48,12 +48,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
     args = parser.parse_args(argv)
     node, chromium = shutil.which("node"), shutil.which("chromium") or "/usr/bin/chromium"
-    if node is None or not Path(chromium).exists() or not (EXTENSION / "dist" / "page.js").is_file():
+    if node is None or not Path(chromium).exists() or not (EXTENSION / "dist" / "chrome" / "dist" / "page.js").is_file():
         sys.exit("error: needs node, Chromium and the built extension: run bash .ci/setup --test")
     with tempfile.TemporaryDirectory() as site:
         names = pick_images(Path(args.data), args.images, Path(site), args.side)
         (Path(site) / "profiles.html").write_text(profile_page(names, args.shown))
-        request = {"extensionDir": str(EXTENSION), "chromium": chromium, "siteDir": site, "page": "profiles.html"}
+        request = {"extensionDir": str(EXTENSION / "dist" / "chrome"), "chromium": chromium, "siteDir": site, "page": "profiles.html"}
         result = subprocess.run([node, str(EXTENSION / "test" / "scan.mjs"), json.dumps(request)],
                                 cwd=EXTENSION, capture_output=True, text=True)
     if result.returncode != 0:
