@@ -161,12 +161,13 @@ const server = await serveSite((request, response, url, path) => {
 });
 const origin = `http://127.0.0.1:${server.address().port}`;
 const browser = await puppeteer.launch({
-  browser: 'firefox', executablePath: options.firefox, headless: true, defaultViewport: VIEWPORT,
+  browser: 'firefox', executablePath: options.firefox, headless: true,
   userDataDir: join(work, 'profile'), extraPrefsFirefox: options.prefs ?? {},
 });
 try {
   await browser.installExtension(await prepareExtension());
   const page = (await browser.pages())[0] ?? (await browser.newPage());
+  await page.setViewport(VIEWPORT);
   const results = [];
   for (const [index, item] of (options.checks ?? []).entries()) {
     results.push(await check(page, origin, index, item));
