@@ -5,12 +5,15 @@
 // a page scan, reports filed by real clicks on the card, and the reports'
 // export. Prints one JSON object.
 //
-//   node test/firefox.mjs '{"extensionDir", "firefox", "siteDir", "modelDir"?, "prefs"?,
-//                           "checks": [{"src", "settings"?}],
+//   node test/firefox.mjs '{"extensionDir", "firefox", "siteDir", "modelDir"?, "prefs"?, "pauseMs"?,
+//                           "checks": [{"src", "settings"?}], "afterIdleMs"?,
 //                           "scan"?: {"page", "settings"?, "reports"?: [{"src", "label": "real" | "fake"}]}}'
 //
 // Output: {"firefox": its version, "origin", "results": [{verdict, roundTripMs, attribute, error, text}],
+// "afterIdle": the last check again after afterIdleMs without events (with the pref
+// extensions.background.idle.timeout below it, Firefox has unloaded the event page: a cold start),
 // "scan": {first, firstMs, final, seconds, verdicts, reports, exported: {count, zip (base64)}}}.
+// pauseMs: before each check, as a person clicks (the tab is captured at most twice a second).
 // BiDi opens no moz-extension:// page and does not reach the event page: a
 // test-only content script relays to a test-only script beside the event page
 // (firefox-bridge/), added to a copy of the build.
@@ -87,6 +90,7 @@ async function check(page, origin, index, { src, settings }) {
     await ask(page, 'settings', JSON.parse(JSON.stringify(settings).replaceAll('{origin}', origin)));
   }
   const srcUrl = src.startsWith('data:') ? src : `${origin}/${src}`;
+  await pause(options.pauseMs ?? 0);
   const started = Date.now();
   const verdict = await ask(page, 'check', srcUrl, page.url());
   const roundTripMs = Date.now() - started;
@@ -172,8 +176,13 @@ try {
   for (const [index, item] of (options.checks ?? []).entries()) {
     results.push(await check(page, origin, index, item));
   }
+  let afterIdle = null;
+  if (options.afterIdleMs) {
+    await pause(options.afterIdleMs);
+    afterIdle = await check(page, origin, options.checks.length - 1, options.checks.at(-1));
+  }
   const scanned = options.scan ? await scan(page, origin, options.scan) : null;
-  process.stdout.write(`${JSON.stringify({ firefox: await browser.version(), origin, results, scan: scanned })}\n`);
+  process.stdout.write(`${JSON.stringify({ firefox: await browser.version(), origin, results, afterIdle, scan: scanned })}\n`);
 } finally {
   await browser.close();
   server.close();
