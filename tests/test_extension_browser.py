@@ -69,7 +69,8 @@ def browser():
 
 def drive(browser, site: Path, checks: list[dict], **options) -> dict:
     node, chromium = browser
-    request = {"extensionDir": str(EXTENSION / "dist" / "chrome"), "chromium": chromium, "siteDir": str(site), "checks": checks, **options}
+    request = {"extensionDir": str(EXTENSION / "dist" / "chrome"), "chromium": chromium, "siteDir": str(site),
+               "checks": checks, **options}
     result = subprocess.run(
         [node, str(EXTENSION / "test" / "drive.mjs"), json.dumps(request)],
         cwd=EXTENSION, capture_output=True, text=True, timeout=180,
