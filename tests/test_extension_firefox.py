@@ -16,7 +16,6 @@ import hashlib
 import io
 import json
 import re
-import shutil
 import subprocess
 import zipfile
 from pathlib import Path
@@ -27,13 +26,12 @@ from PIL import Image
 
 from aiface.bundle import load_bundle
 from aiface.verdict import percent
-from helpers import encode, face_like
+from helpers import EXTENSION, build_extension, encode, face_like, tool
 from server import create_app
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parent.parent
-EXTENSION = ROOT / "extension"
 BUILDS = EXTENSION / "dist"
 SHIPPED_KERAS = ROOT / "server" / "model" / "aiface.keras"
 ASTRONAUT = Path(__file__).parent / "data" / "astronaut_face.jpg"
@@ -44,13 +42,6 @@ BETWEEN_BROWSERS = 1e-4
 # tests allow (measured 0.0133 at most on 300 test images: benchmarks/quantization_cost.py).
 QUANTIZED_TOLERANCE = 0.02
 SCANNED = 6
-
-
-def _tool(name: str, fallback: str | None = None) -> str:
-    found = shutil.which(name) or (fallback if fallback and Path(fallback).exists() else None)
-    if found is None:
-        pytest.skip(f"{name} is not installed; `bash .ci/setup --test` installs it")
-    return found
 
 
 def _images() -> dict[str, bytes]:
@@ -81,11 +72,8 @@ def _profiles(site: Path) -> None:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """The same images in Firefox (with a page scan, a report and its export) and in Chromium."""
-    node, firefox, chromium = _tool("node"), _tool("firefox-esr"), _tool("chromium", "/usr/bin/chromium")
-    installed = EXTENSION / "node_modules" / ".package-lock.json"
-    if not installed.is_file() or (EXTENSION / "package-lock.json").stat().st_mtime > installed.stat().st_mtime:
-        subprocess.run([_tool("npm"), "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=EXTENSION, check=True)
-    subprocess.run([_tool("npm"), "run", "build", "--silent"], cwd=EXTENSION, check=True)
+    node, firefox, chromium = tool("node"), tool("firefox-esr"), tool("chromium", "/usr/bin/chromium")
+    build_extension()
     site = tmp_path_factory.mktemp("firefox") / "site"
     site.mkdir()
     images = _images()
