@@ -5,11 +5,14 @@
 // a page scan, reports filed by real clicks on the card, and the reports'
 // export. Prints one JSON object.
 //
-//   node test/firefox.mjs '{"extensionDir", "firefox", "siteDir", "modelDir"?, "prefs"?, "pauseMs"?,
+//   node test/firefox.mjs '{"extensionDir", "firefox", "siteDir", "modelDir"?, "prefs"?, "pauseMs"?, "server"?,
 //                           "checks": [{"src", "settings"?}], "afterIdleMs"?,
 //                           "scan"?: {"page", "settings"?, "reports"?: [{"src", "label": "real" | "fake"}]}}'
 //
-// Output: {"firefox": its version, "origin", "results": [{verdict, roundTripMs, attribute, error, text}],
+// A check's settings are stored first ("{origin}" in them stands for the site's URL). With "server" (a
+// JSON body), POST /v1/detect answers it, standing in for the detection service.
+// Output: {"firefox": its version, "origin", "results": [{verdict, roundTripMs, attribute, error, text, uploads}],
+// uploads being the byte sizes posted to /v1/detect for that check,
 // "afterIdle": the last check again after afterIdleMs without events (with the pref
 // extensions.background.idle.timeout below it, Firefox has unloaded the event page: a cold start),
 // "scan": {first, firstMs, final, seconds, verdicts, reports, exported: {count, zip (base64)}}}.
@@ -22,11 +25,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as esbuild from 'esbuild';
 import puppeteer from 'puppeteer-core';
-import { sendFile, serveSite } from './site.mjs';
+import { readBody, sendFile, serveSite } from './site.mjs';
 
 const options = JSON.parse(process.argv[2]);
 const work = await mkdtemp(join(tmpdir(), 'aiface-firefox-'));
 const VIEWPORT = { width: 1280, height: 720 };
+let uploads = [];
 
 // The build, with the bridge, the test model if any, and the site's origin
 // granted (what the user allows when asked, on a real menu click).
@@ -90,6 +94,7 @@ async function check(page, origin, index, { src, settings }) {
     await ask(page, 'settings', JSON.parse(JSON.stringify(settings).replaceAll('{origin}', origin)));
   }
   const srcUrl = src.startsWith('data:') ? src : `${origin}/${src}`;
+  uploads = [];
   await pause(options.pauseMs ?? 0);
   const started = Date.now();
   const verdict = await ask(page, 'check', srcUrl, page.url());
@@ -98,7 +103,7 @@ async function check(page, origin, index, { src, settings }) {
   const [attribute, error] = await shown.evaluate((img) =>
     [img.getAttribute('data-ai-face-verdict'), img.getAttribute('data-ai-face-error')]);
   const [drawn] = await ask(page, 'read');
-  return { verdict, roundTripMs, attribute, error, text: drawn?.text ?? null };
+  return { verdict, roundTripMs, attribute, error, text: drawn?.text ?? null, uploads };
 }
 
 // "This verdict is wrong" on src's card, with label, by real clicks: its status.
@@ -153,6 +158,12 @@ async function scan(page, origin, { page: path, settings, reports = [] }) {
 }
 
 const server = await serveSite((request, response, url, path) => {
+  if (request.method === 'POST' && path === '/v1/detect' && options.server) {
+    return readBody(request).then((body) => {
+      uploads.push(body.length);
+      response.writeHead(200, { 'Content-Type': 'application/json' }).end(JSON.stringify(options.server));
+    });
+  }
   const numbered = path.match(/^\/page\/(\d+|none)$/);
   if (numbered) {
     // The same URL the menu reports as srcUrl, so that the verdict finds its image.
