@@ -53,7 +53,7 @@ def browser_faces(site: Path, names: list[str]) -> list[dict]:
     subprocess.run(["npm", "run", "build", "--silent"], cwd=EXTENSION, check=True)
     # A private copy: other runs may rebuild extension/dist while this one reads it.
     extension = site / "extension"
-    shutil.copytree(EXTENSION, extension, ignore=shutil.ignore_patterns("node_modules", "test"))
+    shutil.copytree(EXTENSION / "dist" / "chrome", extension)
     request = {"extensionDir": str(extension), "chromium": shutil.which("chromium") or "/usr/bin/chromium",
                "siteDir": str(site)}
     local = {"localOnly": True, "serverUrl": "", "maxLocalMegapixels": 16}

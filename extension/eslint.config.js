@@ -6,7 +6,7 @@ export default [
   { ignores: ["dist/", "node_modules/", "model/", "faces/"] },
   js.configs.recommended,
   {
-    // The extension: a service worker, an offscreen document and injected page code.
+    // The extension: a service worker or event page, an offscreen document and injected page code.
     files: ["src/**/*.js"],
     languageOptions: {
       ecmaVersion: "latest",
@@ -25,10 +25,15 @@ export default [
   },
   {
     // Test drivers that hand functions to Playwright, run in the extension's pages.
-    files: ["test/drive.mjs", "test/browser.mjs", "test/scenario.mjs", "test/scan.mjs"],
+    files: ["test/drive.mjs", "test/browser.mjs", "test/scenario.mjs", "test/scan.mjs", "test/firefox.mjs"],
     languageOptions: {
       globals: { ...globals.browser, ...globals.webextensions, onContextMenuClick: "readonly" },
     },
+  },
+  {
+    // The test-only scripts added to a copy of the Firefox build (test/firefox.mjs).
+    files: ["test/firefox-bridge/*.js"],
+    languageOptions: { globals: { ...globals.browser, ...globals.webextensions } },
   },
   {
     rules: {

@@ -11,6 +11,7 @@ import http.client
 import io
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -135,3 +136,25 @@ def gunicorn_service(model_path, log_path, port: int, threads: int, deadline_s: 
         yield process
     finally:
         stop(process)
+
+
+EXTENSION = Path(__file__).resolve().parent.parent / "extension"
+
+
+def tool(name: str, fallback: str | None = None) -> str:
+    """The program's path; the test is skipped when it is not installed."""
+    import pytest
+
+    found = shutil.which(name) or (fallback if fallback and Path(fallback).exists() else None)
+    if found is None:
+        pytest.skip(f"{name} is not installed; `bash .ci/setup --test` installs it")
+    return found
+
+
+def build_extension() -> None:
+    """extension/dist/chrome and dist/firefox built from the sources as they are (about a second), with the
+    npm packages installed first, as .ci/setup does: again when the lock file changed since the last install."""
+    installed = EXTENSION / "node_modules" / ".package-lock.json"
+    if not installed.is_file() or (EXTENSION / "package-lock.json").stat().st_mtime > installed.stat().st_mtime:
+        subprocess.run([tool("npm"), "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=EXTENSION, check=True)
+    subprocess.run([tool("npm"), "run", "build", "--silent"], cwd=EXTENSION, check=True)

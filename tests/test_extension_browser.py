@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import json
-import shutil
 import subprocess
 import threading
 from collections.abc import Callable
@@ -24,7 +23,7 @@ from aiface.bundle import Bundle, Metadata, load_bundle, save_bundle
 from aiface.faces import Box, crop, crop_box
 from aiface.preprocess import preprocess, to_model_input
 from aiface.verdict import percent
-from helpers import encode, face_like
+from helpers import build_extension, encode, face_like, tool
 from server import create_app
 from test_faces import EXPECTED_FACE, iou, scene
 from training.backbones import build_model
@@ -46,30 +45,19 @@ UNQUANTIZED_TOLERANCE = 1e-3
 QUANTIZED_TOLERANCE = 0.02
 
 
-def _tool(name: str, fallback: str | None = None) -> str:
-    found = shutil.which(name) or (fallback if fallback and Path(fallback).exists() else None)
-    if found is None:
-        pytest.skip(f"{name} is not installed; `bash .ci/setup --test` installs it")
-    return found
-
-
 @pytest.fixture(scope="module")
 def browser():
     """node and Chromium, with the extension's npm packages installed and the extension built."""
-    node = _tool("node")
-    chromium = _tool("chromium", "/usr/bin/chromium")
-    installed = EXTENSION / "node_modules" / ".package-lock.json"
-    # As .ci/setup: again when the lock file changed since the last install.
-    if not installed.is_file() or (EXTENSION / "package-lock.json").stat().st_mtime > installed.stat().st_mtime:
-        subprocess.run([_tool("npm"), "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=EXTENSION, check=True)
-    # Always rebuilt (about a second), so that the tests run the sources as they are.
-    subprocess.run([_tool("npm"), "run", "build", "--silent"], cwd=EXTENSION, check=True)
+    node = tool("node")
+    chromium = tool("chromium", "/usr/bin/chromium")
+    build_extension()
     return node, chromium
 
 
 def drive(browser, site: Path, checks: list[dict], **options) -> dict:
     node, chromium = browser
-    request = {"extensionDir": str(EXTENSION), "chromium": chromium, "siteDir": str(site), "checks": checks, **options}
+    request = {"extensionDir": str(EXTENSION / "dist" / "chrome"), "chromium": chromium, "siteDir": str(site),
+               "checks": checks, **options}
     result = subprocess.run(
         [node, str(EXTENSION / "test" / "drive.mjs"), json.dumps(request)],
         cwd=EXTENSION, capture_output=True, text=True, timeout=180,

@@ -56,7 +56,8 @@ def scan_run(browser, tmp_path_factory):  # noqa: F811  (the fixture)
     site.mkdir()
     profile_page(site)
     request = {
-        "extensionDir": str(EXTENSION), "chromium": chromium, "siteDir": str(site), "page": "profiles.html",
+        "extensionDir": str(EXTENSION / "dist" / "chrome"), "chromium": chromium, "siteDir": str(site),
+        "page": "profiles.html",
         "reports": [{"src": "face02.png", "label": "fake", "thumbnail": True},
                     {"src": "face03.png", "label": "real", "pageUrl": True}],
         "exportTo": str(work / "reports.zip"),

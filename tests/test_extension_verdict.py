@@ -161,7 +161,8 @@ def explanation_answer(width: int, height: int) -> dict:
 
 def drive_scenario(browser, site: Path, steps: list[dict], **options) -> dict:  # noqa: F811 (the fixture's value)
     node, chromium = browser
-    request = {"extensionDir": str(EXTENSION), "chromium": chromium, "siteDir": str(site), "steps": steps, **options}
+    request = {"extensionDir": str(EXTENSION / "dist" / "chrome"), "chromium": chromium, "siteDir": str(site),
+               "steps": steps, **options}
     result = subprocess.run([node, str(EXTENSION / "test" / "scenario.mjs"), json.dumps(request)],
                             cwd=EXTENSION, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr

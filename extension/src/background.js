@@ -1,8 +1,10 @@
-// Service worker: the context-menu item, fetching the image, choosing where
-// it is checked (the offscreen document's TF.js, or the configured service),
+// The background (Chrome's service worker, service-worker.js; Firefox's event
+// page, event-page.js): the context-menu item, fetching the image, choosing
+// where it is checked (TF.js in the model's page, or the configured service),
 // and showing the verdict on the page (dist/page.js).
 import { fromBase64, toBase64 } from './bytes.js';
 import { checkFile, forgetTab, startScan } from './checked-files.js';
+import { runModel } from './model-runner.js';
 import { recordReport } from './report-worker.js';
 import { autoScans, loadScanSettings } from './scan-settings.js';
 import { errorMessage, ReplyError, validDetection } from './reply.js';
@@ -13,7 +15,6 @@ import { describe } from './verdict.js';
 const MENU_ID = 'check-ai-face';
 // Every face on the page (page-scan.js): the same handler, and a keyboard command.
 const PAGE_MENU_ID = 'check-page-faces';
-const OFFSCREEN_PAGE = 'offscreen.html';
 // A larger download is not an image worth checking.
 const MAX_DOWNLOAD_BYTES = 50 * 1024 * 1024;
 // What is uploaded: re-encoded, at most this many pixels.
@@ -326,12 +327,12 @@ function encodedFile(blob) {
   return encodedFiles.get(blob);
 }
 
+// To the page the model runs in (offscreen.js): Chrome's offscreen document,
+// or Firefox's event page itself (model-runner.js).
 async function toOffscreen(type, blob, fields) {
-  await ensureOffscreenDocument();
-  const reply = await chrome.runtime.sendMessage({ target: 'offscreen', type, image: await encodedFile(blob),
-    mimeType: blob.type, ...fields });
+  const reply = await runModel({ type, image: await encodedFile(blob), mimeType: blob.type, ...fields });
   if (!reply) {
-    throw new Error('the offscreen document did not answer');
+    throw new Error('the model did not answer');
   }
   return reply;
 }
@@ -343,33 +344,6 @@ async function classifyLocally(blob, maxPixels, downscale) {
   } catch (error) {
     return { ok: false, code: 'local_failed', message: `Checking in the browser failed (${error.message}).` };
   }
-}
-
-let creatingOffscreen = null;
-
-async function ensureOffscreenDocument() {
-  // While it is being created it may be listed before it listens.
-  if (creatingOffscreen) {
-    await creatingOffscreen;
-    return;
-  }
-  const contexts = await chrome.runtime.getContexts({
-    contextTypes: ['OFFSCREEN_DOCUMENT'],
-    documentUrls: [chrome.runtime.getURL(OFFSCREEN_PAGE)],
-  });
-  if (contexts.length > 0) {
-    return;
-  }
-  creatingOffscreen ??= chrome.offscreen
-    .createDocument({
-      url: OFFSCREEN_PAGE,
-      reasons: ['WORKERS'],
-      justification: 'Runs the face model with TensorFlow.js (WebAssembly), which needs a document that outlives the service worker.',
-    })
-    .finally(() => {
-      creatingOffscreen = null;
-    });
-  await creatingOffscreen;
 }
 
 // What is uploaded is the decoded pixels (upright, alpha over white),

@@ -1,7 +1,8 @@
-// Offscreen document: decodes the image, has the faces found (in a worker,
-// faces-worker.js), preprocesses each face's crop (or the whole image when
-// there is none) exactly as the server does, and runs the model with TF.js
-// on WebAssembly.
+// The model's side of a check, in a page with a DOM (Chrome's offscreen
+// document, offscreen-document.js; Firefox's event page, event-page.js): decodes the
+// image, has the faces found (in a worker, faces-worker.js), preprocesses
+// each face's crop (or the whole image when there is none) exactly as the
+// server does, and runs the model with TF.js on WebAssembly.
 import * as tf from '@tensorflow/tfjs-core';
 import { loadGraphModel } from '@tensorflow/tfjs-converter';
 import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
@@ -214,12 +215,10 @@ async function provenance({ image, mimeType, trustAnchors }) {
   return { ok: true, findings: { c2pa, texts }, ms: performance.now() - started };
 }
 
-chrome.runtime.onMessage.addListener((message, sender, sendResponse) => {
-  if (message?.target !== 'offscreen') {
-    return false;
-  }
+// One request of the background (model-runner.js), answered: a check
+// ('classify', the default), 'encode', 'compare' or 'provenance'.
+export function runLocally(message) {
   const handle = { encode, compare: compareWithRendered, provenance }[message.type] ?? classify;
-  handle(message).then(sendResponse, (error) =>
-    sendResponse({ ok: false, code: 'local_failed', message: `Checking in the browser failed (${error.message}).` }));
-  return true;
-});
+  return handle(message).catch((error) =>
+    ({ ok: false, code: 'local_failed', message: `Checking in the browser failed (${error.message}).` }));
+}

@@ -9,6 +9,7 @@
 // Everything here runs in short pieces (one verdict drawn, one batch of
 // observer entries): the page stays responsive while the faces are checked.
 import { element } from './dom.js';
+import { keepModelWarm } from './keep-warm.js';
 import { MIN_SIDE } from './preprocess.js';
 
 // Shown smaller than this (CSS px) either way: an icon or a tiny thumbnail.
@@ -74,6 +75,7 @@ class PageScan {
     this.mutations = new MutationObserver((records) => this.timed('new images', () => this.onAdded(records)));
     this.mutations.observe(document.documentElement, { childList: true, subtree: true });
     this.panel = new Summary(this);
+    this.releaseModel = keepModelWarm();
   }
 
   // The duration of each piece of our work on the page's main thread.
@@ -224,9 +226,11 @@ class PageScan {
     }
   }
 
+  // No image will come any more: the model need not wait for one.
   stopWatching() {
     this.observer.disconnect();
     this.mutations.disconnect();
+    this.releaseModel();
   }
 
   stop() {
