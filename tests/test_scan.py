@@ -169,3 +169,143 @@ def test_the_scan_answers_as_the_service_on_every_provenance_channel(tiny_model_
         table = {row["path"].rsplit("/", 1)[-1]: row for row in csv.DictReader(handle)}
     assert table["a1111.png"]["provenance"] == "declared_ai" and "Stable Diffusion" in table["a1111.png"]["declared_by"]
     assert "AI-generated, declared by the file" in (out / "report.html").read_text()
+
+
+# --- a careful scan -------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def deadline():
+    """Fails a test that blocks for 30 s (a read of a fifo with no writer) instead of hanging the suite."""
+    import signal
+
+    def expired(*_):
+        raise TimeoutError("the scan blocked")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(30)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)
+
+
+def test_a_list_naming_a_device_or_a_fifo_gets_a_row_and_never_hangs(photos, tiny_model_path, tmp_path, deadline,
+                                                                     capsys):
+    import os
+
+    fifo = tmp_path / "pipe.jpg"
+    os.mkfifo(fifo)
+    (tmp_path / "list.txt").write_text(f"/dev/zero\n{fifo}\n{photos / 'scene.png'}\n")
+    out = tmp_path / "audit"
+    assert scan(tmp_path / "list.txt", "--out", out, "--model", tiny_model_path) == 0
+    rows = rows_of(out)
+    assert [row.get("error", {}) and row["error"]["code"] for row in rows[:2]] == ["not_a_file", "not_a_file"]
+    assert "not a regular file" in rows[0]["error"]["message"] and rows[2]["error"] is None
+    # Named on the command line: a usage error, before anything is written.
+    assert scan(fifo, "--out", tmp_path / "other", "--model", tiny_model_path) == 2
+    assert "neither a regular file nor a folder" in capsys.readouterr().err
+    assert not (tmp_path / "other").exists()
+
+
+def test_sizes_are_checked_before_reading_and_hashing_is_bounded(photos, tiny_model_path, tmp_path, monkeypatch):
+    from aiface import scan_files
+
+    huge = tmp_path / "huge.jpg"
+    with huge.open("wb") as handle:  # 3 GiB, sparse: reading it whole would take seconds and gigabytes
+        handle.truncate(3 << 30)
+    (tmp_path / "list.txt").write_text(f"{huge}\n")
+    out = tmp_path / "audit"
+    assert scan(tmp_path / "list.txt", "--out", out, "--model", tiny_model_path) == 0
+    assert rows_of(out)[0]["error"]["code"] == "too_large" and rows_of(out)[0]["sha256"] is None
+    assert scan_files.sha256_of(str(huge), 20 << 20) is None
+    # Streamed a block at a time, the digest is the whole file's.
+    monkeypatch.setattr(scan_files, "BLOCK", 7)
+    data = (photos / "scene.png").read_bytes()
+    assert scan_files.sha256_of(str(photos / "scene.png"), len(data)) == __import__("hashlib").sha256(data).hexdigest()
+    assert scan_files.sha256_of(str(photos / "scene.png"), len(data) - 1) is None
+
+
+def test_every_input_has_one_row_however_often_the_scan_is_resumed(photos, tiny_model_path, tmp_path):
+    (photos / "big.jpg").write_bytes(bytes(100_001))
+    inputs = [photos / "scene.png", photos / "big.jpg", photos / "plain.webp", photos / "missing.jpg"]
+    (tmp_path / "list.txt").write_text("".join(f"{path}\n" for path in inputs))
+    out = tmp_path / "audit"
+    options = ("--out", out, "--model", tiny_model_path, "--max-bytes", 100_000)
+    assert scan(tmp_path / "list.txt", *options) == 0
+    for round_ in range(3):
+        (photos / "plain.webp").write_bytes(encode(face_like(10 + round_, size=96), "PNG"))  # changed each time
+        assert scan(tmp_path / "list.txt", *options, "--resume") == 0
+        rows = rows_of(out)
+        assert sorted(row["path"] for row in rows) == sorted(map(str, inputs)), round_
+    codes = {row["path"].rsplit("/", 1)[-1]: (row["error"] or {}).get("code") for row in rows}
+    assert codes == {"scene.png": None, "big.jpg": "too_large", "plain.webp": None, "missing.jpg": "unreadable"}
+    with (out / "results.csv").open() as handle:
+        assert len(list(csv.DictReader(handle))) == 4
+
+
+def test_a_resume_with_nothing_left_loads_no_model(photos, tiny_model_path, tmp_path, monkeypatch):
+    import aiface.bundle
+    import aiface.scan
+
+    out = tmp_path / "audit"
+    assert scan(photos / "scene.png", "--out", out, "--model", tiny_model_path) == 0
+    before = rows_of(out)
+
+    def no_model(*_args, **_kwargs):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(aiface.scan, "Scanner", no_model)
+    monkeypatch.setattr(aiface.bundle, "load_bundle", no_model)
+    assert scan(photos / "scene.png", "--out", out, "--model", tiny_model_path, "--resume") == 0
+    assert rows_of(out) == before
+
+
+def test_earlier_results_are_never_overwritten_without_asking(photos, tiny_model_path, tmp_path, capsys):
+    for name in ("results.csv", "report.html"):
+        out = tmp_path / name.replace(".", "_")
+        out.mkdir()
+        (out / name).write_text("the user's own")
+        assert scan(photos / "scene.png", "--out", out, "--model", tiny_model_path) == 2
+        assert "--overwrite" in capsys.readouterr().err and (out / name).read_text() == "the user's own"
+        assert scan(photos / "scene.png", "--out", out, "--model", tiny_model_path, "--resume") == 2
+        assert (out / name).read_text() == "the user's own"
+        assert scan(photos / "scene.png", "--out", out, "--model", tiny_model_path, "--overwrite") == 0
+        assert len(rows_of(out)) == 1 and (out / name).read_text() != "the user's own"
+
+
+def test_results_are_never_written_through_a_link(photos, tiny_model_path, tmp_path, capsys):
+    outside = tmp_path / "elsewhere.csv"
+    outside.write_text("precious")
+    out = tmp_path / "audit"
+    out.mkdir()
+    (out / "results.csv").symlink_to(outside)
+    for extra in ((), ("--overwrite",)):
+        assert scan(photos / "scene.png", "--out", out, "--model", tiny_model_path, *extra) == 2
+        assert "is a link or not a plain file" in capsys.readouterr().err
+    assert outside.read_text() == "precious"
+    # Even a link made while the scan runs is not followed.
+    from aiface.scan_files import write_inside
+
+    with pytest.raises(OSError):
+        write_inside(out / "results.csv", "x")
+    assert outside.read_text() == "precious"
+
+
+def test_csv_cells_are_never_formulas(tiny_model_path, tmp_path, monkeypatch):
+    from aiface.scan import csv_row
+
+    folder = tmp_path / "named"
+    folder.mkdir()
+    names = ["=1+2.png", "+SUM(A1).png", "-2.png", "@cmd.png", "plain.png"]
+    for name in names:
+        (folder / name).write_bytes(encode(face_like(3, size=64)))
+    # A list of bare names, read from its folder: each path cell starts with the name itself.
+    (folder / "list.txt").write_text("".join(f"{name}\n" for name in names))
+    monkeypatch.chdir(folder)
+    assert scan("list.txt", "--out", tmp_path / "audit", "--model", tiny_model_path) == 0
+    with (tmp_path / "audit" / "results.csv").open(newline="") as handle:
+        paths = [row["path"] for row in csv.DictReader(handle)]
+    assert paths == ["'=1+2.png", "'+SUM(A1).png", "'-2.png", "'@cmd.png", "plain.png"]
+    assert [row["path"] for row in rows_of(tmp_path / "audit")] == names  # the JSON keeps them as they are
+    cells = csv_row({"path": "\tx", "model": {"name": "@m", "version": "1"}, "error": {"code": "c", "message": "\ry"}})
+    assert (cells["path"], cells["model_name"], cells["error"]) == ("'\tx", "'@m", "'\ry")
