@@ -8,12 +8,13 @@ that test files call directly are in ``helpers.py``.
 from __future__ import annotations
 
 import os
+import subprocess
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import pytest
 
-from helpers import TINY_SIZE, encode, face_like
+from helpers import EXTENSION, TINY_SIZE, encode, face_like, tool
 
 
 @pytest.fixture(scope="session")
@@ -61,3 +62,17 @@ def tiny_dataset(tmp_path_factory):
                 pixels = face_like(seed, fake=label == "fake")
                 (folder / f"{source}_{seed:04x}.png").write_bytes(encode(pixels))
     return root
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """node and Chromium, with the extension's npm packages installed and the extension built."""
+    node = tool("node")
+    chromium = tool("chromium", "/usr/bin/chromium")
+    installed = EXTENSION / "node_modules" / ".package-lock.json"
+    # As .ci/setup: again when the lock file changed since the last install.
+    if not installed.is_file() or (EXTENSION / "package-lock.json").stat().st_mtime > installed.stat().st_mtime:
+        subprocess.run([tool("npm"), "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=EXTENSION, check=True)
+    # Always rebuilt (about a second), so that the tests run the sources as they are.
+    subprocess.run([tool("npm"), "run", "build", "--silent"], cwd=EXTENSION, check=True)
+    return node, chromium

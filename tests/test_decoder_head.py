@@ -18,6 +18,7 @@ def aligned(tiny_dataset, tmp_path_factory):
     return folder
 
 
+@pytest.mark.slow  # over 5 s on 2 shared cores
 def test_two_heads_score_by_the_larger_margin(tiny_model_path):
     from aiface.bundle import load_bundle
     from training.decoder_head import add_heads, generator_margin
@@ -49,6 +50,7 @@ def test_two_heads_score_by_the_larger_margin(tiny_model_path):
     np.testing.assert_allclose(feature_model(joined)(images), features, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow  # over 5 s on 2 shared cores
 def test_fit_writes_a_calibrated_two_head_bundle(tiny_model_path, tiny_dataset, aligned, tmp_path, capsys):
     from aiface.bundle import load_bundle
     from aiface.explain import GradCam

@@ -57,6 +57,7 @@ def test_weights_give_each_kind_its_share():
     assert weights[-1] / total == pytest.approx(0.15)  # the other reals: half of what is left
 
 
+@pytest.mark.slow  # over 5 s on 2 shared cores
 def test_refit_writes_a_calibrated_bundle_and_reuses_its_features(tiny_model_path, tiny_dataset, tmp_path, capsys):
     aligned = tmp_path / "aligned"
     assert aligned_main([str(tiny_dataset), "--out", str(aligned), "--decoder", "ae4_tconv",

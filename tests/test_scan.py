@@ -9,8 +9,7 @@ import re
 import pytest
 
 from aiface.scan import console, main
-from helpers import encode, face_like
-from test_faces import face_filling, scene, two_faces_scene
+from helpers import encode, face_filling, face_like, scene, two_faces_scene
 
 
 @pytest.fixture
@@ -309,3 +308,18 @@ def test_csv_cells_are_never_formulas(tiny_model_path, tmp_path, monkeypatch):
     assert [row["path"] for row in rows_of(tmp_path / "audit")] == names  # the JSON keeps them as they are
     cells = csv_row({"path": "\tx", "model": {"name": "@m", "version": "1"}, "error": {"code": "c", "message": "\ry"}})
     assert (cells["path"], cells["model_name"], cells["error"]) == ("'\tx", "'@m", "'\ry")
+
+
+def test_the_report_counts_faces_in_words_and_shows_each_bars_count(tmp_path):
+    from aiface.scan_report import render
+
+    def row(name, p, faces):
+        box = {"x": 0, "y": 0, "width": 10, "height": 10}
+        return {"path": str(tmp_path / name), "sha256": "0" * 64, "probability_fake": p, "verdict": "no_sign",
+                "faces": [{"box": box, "probability_fake": p}] * faces, "model": {"name": "m", "version": "1"},
+                "error": None}
+
+    page = render([row("a.png", 0.01, 1), row("b.png", 0.02, 2), row("c.png", 0.03, 0)], 0.5, 10**6)
+    assert "1 face<br>" in page and "2 faces<br>" in page and "0 faces<br>" in page
+    # The three fall in the first bin: its count is written over its bar.
+    assert re.search(r'text-anchor="middle">3</text>', page)
