@@ -20,11 +20,11 @@ limit first, and only plain files inside ``DIR`` are written
 Every image goes through ``aiface.pipeline`` with the service's limits
 (``aiface.preprocess.DEFAULT_MAX_BYTES`` and ``DEFAULT_MAX_IMAGE_PIXELS``),
 its face finder and its provenance rule, so the same bytes get the service's
-answer. Speed on
-one machine: files are read and decoded in worker threads a chunk ahead of
-the model, faces are found in batches (``FaceFinder.find_many``), and every
-region of a chunk goes through the model in batches. ``--engine ray`` runs
-the same ``Scanner`` on Ray Data (``aiface.scan_ray``).
+answer. Speed on one machine: files are read and decoded in worker threads a
+chunk ahead of the model, faces are found in batches
+(``FaceFinder.find_many``), and every region of a chunk goes through the model
+in batches. ``--engine ray`` runs the same ``Scanner`` on Ray Data
+(``aiface.scan_ray``).
 """
 
 from __future__ import annotations

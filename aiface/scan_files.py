@@ -30,8 +30,8 @@ class InputError(Exception):
         self.code = code
 
 
-def _open_regular(path: str, max_bytes: int) -> tuple[IO[bytes], int]:
-    """The file open for reading, and its size; raises InputError for anything but a regular file that fits."""
+def _open_regular(path: str, max_bytes: int) -> IO[bytes]:
+    """The file open for reading; raises InputError for anything but a regular file that fits."""
     try:
         descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except OSError as error:
@@ -43,17 +43,13 @@ def _open_regular(path: str, max_bytes: int) -> tuple[IO[bytes], int]:
         raise InputError("not_a_file", "not a regular file (a device, a fifo or a socket): only files are scanned")
     if info.st_size > max_bytes:
         handle.close()
-        raise InputError("too_large", too_large(info.st_size, max_bytes))
-    return handle, info.st_size
-
-
-def too_large(size: int, max_bytes: int) -> str:
-    return f"the file is {size:,} bytes, over the {max_bytes:,} allowed"
+        raise InputError("too_large", f"the file is {info.st_size:,} bytes, over the {max_bytes:,} allowed")
+    return handle
 
 
 def read_regular(path: str, max_bytes: int) -> bytes:
     """A regular file's bytes, at most ``max_bytes``; raises InputError otherwise."""
-    handle, _ = _open_regular(path, max_bytes)
+    handle = _open_regular(path, max_bytes)
     try:
         with handle:
             data = handle.read(max_bytes + 1)
@@ -67,7 +63,7 @@ def read_regular(path: str, max_bytes: int) -> bytes:
 def sha256_of(path: str, max_bytes: int) -> str | None:
     """The SHA-256 of a regular file of at most ``max_bytes``, read a block at a time; None for any other."""
     try:
-        handle, _ = _open_regular(path, max_bytes)
+        handle = _open_regular(path, max_bytes)
     except InputError:
         return None
     digest, total = hashlib.sha256(), 0
