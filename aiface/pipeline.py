@@ -16,11 +16,13 @@ and returns each one's calibrated P(AI-generated); the finder is an
 5. the detection: the highest region score is the image's, each face keeps
    its own score, boxes in the full upright image's pixels.
 
-The service (``server/detector.py``) runs it in two halves: ``prepare``
-while it holds room in its pixel budget, then the model through its
-micro-batcher or TF Serving, then ``conclude``. ``aiface scan``,
-``training.scoring`` and the benchmarks prepare many images at once,
-``score`` all their regions in batches and conclude each. The browser
+The service (``server/detector.py``) runs ``detect`` on each upload, holding
+room in its pixel budget while it decodes and prepares, then the model through
+its micro-batcher or TF Serving. ``aiface scan`` runs ``detect_many`` on a
+chunk of decoded images at once; ``training.scoring`` and the benchmarks
+prepare many images, ``score`` all their regions in batches and conclude each.
+What is answered about an image (the detection with the file's provenance) is
+``aiface.answer``. The browser
 extension mirrors the same steps (``extension/src/offscreen.js``, ``faces.js``, ``crop.js``; parity
 tests in ``tests/test_face_parity_browser.py``).
 """
@@ -28,14 +30,16 @@ tests in ``tests/test_face_parity_browser.py``).
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from aiface.faces import Box, Face, FaceFinder, crop, pool_map, scored_box, whole_image_box
-from aiface.preprocess import MAX_PIXELS, LoadedImage, load_image, to_model_input
+from aiface.preprocess import MAX_PIXELS, LoadedImage, OpenedImage, to_model_input
 
 Predict = Callable[[np.ndarray], np.ndarray]
 FACES, WHOLE_IMAGE = "faces", "whole_image"
@@ -161,10 +165,21 @@ def detect_many(images: Sequence[LoadedImage], finder: FaceFinder | None, predic
 
 
 def detect(source: bytes | str | os.PathLike, finder: FaceFinder | None, predict: Predict, size: int,
-           max_pixels: int = MAX_PIXELS) -> Detection:
-    """Every step for one image's bytes (or file); raises aiface.preprocess.ImageError for bad input."""
-    prepared = prepare(load_image(source, max_pixels), finder, size)
-    return conclude(prepared, score([prepared], predict)[0], keep_input=True)
+           max_pixels: int = MAX_PIXELS, keep_input: bool = True,
+           hold: Callable[[int], AbstractContextManager] = nullcontext) -> Detection:
+    """Every step for one image's bytes (or file); raises aiface.preprocess.ImageError for bad input.
+
+    ``hold(pixels)`` is entered once the header says how many pixels decoding
+    will make, and held while the image is decoded and its regions made (the
+    service waits there for room in its pixel budget); only the model inputs
+    wait for the model. ``predict`` gets all the image's regions in one call
+    (the service's micro-batcher batches them with other requests').
+    """
+    start = time.perf_counter()
+    with OpenedImage(source, max_pixels) as opened, hold(opened.decoded_pixels):
+        prepared = prepare(opened.load(), finder, size)
+    scores = score([prepared], predict, batch_size=len(prepared.regions))[0]
+    return conclude(prepared, scores, keep_input, (time.perf_counter() - start) * 1000.0)
 
 
 def _scaled(box: Box | None, scale: tuple[float, float], size: tuple[int, int]) -> Box | None:

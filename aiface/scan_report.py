@@ -13,8 +13,13 @@ import html
 import io
 from collections import Counter
 
-from aiface.preprocess import ImageError, load_image
+from aiface.preprocess import DEFAULT_MAX_BYTES, ImageError, load_image
+from aiface.provenance_rule import DECLARED_AI, DECLARED_WORDS
+from aiface.scan_files import InputError, read_regular
 from aiface.verdict import INCONCLUSIVE, LIKELY_AI, NO_SIGN, VERDICTS, percent
+
+# The words of each verdict a row can have: the pixels' three, and the file's own declaration.
+WORDS = {**VERDICTS, DECLARED_AI: DECLARED_WORDS}
 
 BINS = 20
 THUMBNAILS = 24
@@ -34,10 +39,13 @@ def _histogram(probabilities: list[float], threshold: float) -> str:
         counts[min(int(p * BINS), BINS - 1)] += 1
     width, height, bar = 600, 160, 600 / BINS
     top = max(counts) or 1
+    # Each bar's count is written above it (and in its tooltip): the page is read, not hovered.
     bars = "".join(
-        f'<rect x="{i * bar + 1:.1f}" y="{height - 20 - c / top * (height - 30):.1f}" width="{bar - 2:.1f}" '
-        f'height="{c / top * (height - 30):.1f}" fill="#5a7bd6"><title>{i / BINS:.2f}-{(i + 1) / BINS:.2f}: {c}'
+        f'<rect x="{i * bar + 1:.1f}" y="{height - 20 - c / top * (height - 40):.1f}" width="{bar - 2:.1f}" '
+        f'height="{c / top * (height - 40):.1f}" fill="#5a7bd6"><title>{i / BINS:.2f}-{(i + 1) / BINS:.2f}: {c}'
         f"</title></rect>"
+        + (f'<text x="{(i + 0.5) * bar:.1f}" y="{height - 23 - c / top * (height - 40):.1f}" font-size="10" '
+           f'text-anchor="middle">{c}</text>' if c else "")
         for i, c in enumerate(counts)
     )
     x = threshold * width
@@ -50,20 +58,19 @@ def _histogram(probabilities: list[float], threshold: float) -> str:
             f"</text></svg>")
 
 
-def thumbnail(row: dict, max_pixels: int) -> str | None:
+def thumbnail(row: dict, max_pixels: int, max_bytes: int = DEFAULT_MAX_BYTES) -> str | None:
     """The image as a JPEG data URI, at most THUMBNAIL_SIDE px, each face outlined; None when it cannot be read
     again or has changed since it was scored."""
     import hashlib
-    from pathlib import Path
 
     from PIL import Image, ImageDraw
 
     try:
-        data = Path(row["path"]).read_bytes()
+        data = read_regular(row["path"], max_bytes)
         if hashlib.sha256(data).hexdigest() != row.get("sha256"):
             return None
         image = load_image(data, max_pixels)
-    except (OSError, ImageError):
+    except (InputError, ImageError):
         return None
     picture = Image.fromarray(image.pixels)
     scale = THUMBNAIL_SIDE / max(image.width, image.height)
@@ -78,7 +85,11 @@ def thumbnail(row: dict, max_pixels: int) -> str | None:
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def render(rows: list[dict], threshold: float, max_pixels: int) -> str:
+def faces_text(count: int) -> str:
+    return f"{count} face" if count == 1 else f"{count} faces"
+
+
+def render(rows: list[dict], threshold: float, max_pixels: int, max_bytes: int = DEFAULT_MAX_BYTES) -> str:
     scored = [row for row in rows if not row.get("error")]
     failed = [row for row in rows if row.get("error")]
     counts = Counter(row["verdict"] for row in scored)
@@ -93,17 +104,18 @@ def render(rows: list[dict], threshold: float, max_pixels: int) -> str:
         f"Model {esc(model['name'])} {esc(model['version'])}, threshold {percent(threshold)}.</p>",
         "<h2>Verdicts</h2><table><tr><th>verdict</th><th>images</th></tr>",
     ]
-    for code in (LIKELY_AI, INCONCLUSIVE, NO_SIGN):
-        parts.append(f"<tr><td>{esc(VERDICTS[code]['label'])}</td><td>{counts.get(code, 0)}</td></tr>")
+    for code in (DECLARED_AI, LIKELY_AI, INCONCLUSIVE, NO_SIGN):
+        parts.append(f"<tr><td>{esc(WORDS[code]['label'])}</td><td>{counts.get(code, 0)}</td></tr>")
     parts.append("</table>")
     parts.append("<h2>P(AI-generated)</h2>" + _histogram([row["probability_fake"] for row in scored], threshold))
     likely = sorted(scored, key=lambda row: -row["probability_fake"])[:THUMBNAILS]
     parts.append(f"<h2>Most likely AI-generated ({len(likely)})</h2><div class='grid'>")
     for row in likely:
-        uri = thumbnail(row, max_pixels)
+        uri = thumbnail(row, max_pixels, max_bytes)
         picture = f"<img alt='' src='{uri}'>" if uri else "<p>(the file cannot be read again, or has changed)</p>"
         parts.append(f"<div class='card'>{picture}<b>{percent(row['probability_fake'])}</b> "
-                     f"{esc(VERDICTS[row['verdict']]['badge'])}, {len(row['faces'])} faces<br>{esc(row['path'])}</div>")
+                     f"{esc(WORDS[row['verdict']]['badge'])}, {faces_text(len(row['faces']))}<br>"
+                     f"{esc(row['path'])}</div>")
     parts.append("</div>")
     parts.append(f"<h2>Could not be read ({len(failed)})</h2>")
     if failed:

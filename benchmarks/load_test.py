@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import itertools
 import json
 import os
 import subprocess
@@ -67,8 +68,14 @@ def memory_kib(pids: list[int], field: str) -> int:
     return total
 
 
-def drive(port: int, image: bytes, clients: int, seconds: float | None = None, requests: int | None = None) -> dict:
-    """Closed-loop clients until ``seconds`` pass or ``requests`` have been answered in all."""
+def drive(port: int, image: bytes | list[bytes], clients: int, seconds: float | None = None,
+          requests: int | None = None) -> dict:
+    """Closed-loop clients until ``seconds`` pass or ``requests`` have been answered in all.
+
+    Given several images, each client posts them in turn, client ``c`` starting at the ``c``-th.
+    """
+    images = [image] if isinstance(image, bytes) else list(image)
+    turn = itertools.count()
     ok: list[float] = []
     refused: list[float] = []
     errors: list[str] = []
@@ -81,10 +88,13 @@ def drive(port: int, image: bytes, clients: int, seconds: float | None = None, r
 
     def client() -> None:
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        sent = next(turn)
         while not done():
+            upload = images[sent % len(images)]
+            sent += 1
             start = time.perf_counter()
             try:
-                connection.request("POST", "/v1/detect", body=image, headers={"Content-Type": "image/jpeg"})
+                connection.request("POST", "/v1/detect", body=upload, headers={"Content-Type": "image/jpeg"})
                 response = connection.getresponse()
                 body = response.read()
             except (OSError, http.client.HTTPException) as error:

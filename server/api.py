@@ -9,10 +9,9 @@ from pathlib import Path
 
 from flask import Blueprint, current_app, jsonify, request
 
+from aiface.answer import answer, file_provenance
 from aiface.preprocess import ImageError
-from aiface.provenance import load_trust_anchors, read_provenance
-from aiface.provenance_rule import DECLARED_AI, combine, summarise
-from aiface.verdict import verdict
+from aiface.provenance import load_trust_anchors
 from server.detector import Detection, Detector
 from server.errors import error_body, image_error_status
 from server.exceptions import ApiError
@@ -34,7 +33,7 @@ def _trust_anchors(path: str) -> str | None:
 
 def _provenance(data: bytes) -> dict:
     """What the upload's own metadata says of its origin (aiface/provenance_rule.py)."""
-    return summarise(read_provenance(data, _trust_anchors(current_app.config["TRUST_ANCHORS"])))
+    return file_provenance(data, _trust_anchors(current_app.config["TRUST_ANCHORS"]))
 
 
 @lru_cache(maxsize=1)
@@ -43,24 +42,8 @@ def openapi_document() -> dict:
 
 
 def _result(detection: Detection, provenance: dict) -> dict:
-    """The pixels' score with the file's provenance; a declaration of AI generation makes the verdict."""
-    metadata = detector().metadata
-    shown = combine(verdict(detection.probability_fake, metadata.threshold), provenance)
-    fake = shown == DECLARED_AI or detection.probability_fake >= metadata.threshold
-    return {
-        "probability_fake": detection.probability_fake,
-        "label": "fake" if fake else "real",
-        "threshold": metadata.threshold,
-        "verdict": shown,
-        "provenance": provenance,
-        "model": {"name": metadata.name, "version": metadata.version, "backbone": metadata.backbone},
-        "elapsed_ms": round(detection.elapsed_ms, 3),
-        "image": {"width": detection.width, "height": detection.height},
-        "faces": [
-            {"box": face.box.to_json(), "probability_fake": face.probability_fake} for face in detection.faces
-        ],
-        "scored": detection.scored,
-    }
+    """The answer (aiface/answer.py, as aiface scan gives it) and how long the service took."""
+    return {**answer(detection, provenance, detector().metadata), "elapsed_ms": round(detection.elapsed_ms, 3)}
 
 
 def _explanation(detection: Detection) -> dict:

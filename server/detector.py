@@ -8,7 +8,6 @@ Grad-CAM explanations.
 
 from __future__ import annotations
 
-import time
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 
@@ -17,8 +16,8 @@ import numpy as np
 from aiface.bundle import Bundle, load_bundle
 from aiface.explain import GradCam, render_png
 from aiface.faces import Box, default_finder
-from aiface.pipeline import Detection, conclude, prepare
-from aiface.preprocess import ImageError, OpenedImage
+from aiface.pipeline import Detection, detect
+from aiface.preprocess import ImageError
 from server.admission import PixelBudget
 from server.batcher import MicroBatcher
 from server.exceptions import InferenceTimeout
@@ -86,15 +85,14 @@ class Detector:
             return self._remote.predict_fake(batch)
         return self._local(batch)
 
-    def _predict(self, inputs: list[np.ndarray]) -> list[float]:
-        if not inputs:
-            return []
+    def _predict(self, inputs: np.ndarray) -> list[float]:
+        """One upload's model inputs, (N, size, size, 3), to their probabilities."""
         if self._batcher is None:
             # The naive way, kept as the benchmark's baseline: a model.predict per request.
             predict = self._forward if self.bundle is None else self.bundle.predict_fake
-            return [float(p) for p in predict(np.stack(inputs))]
+            return [float(p) for p in predict(inputs)]
         # Raises QueueFull at once when the queue is full (a 503, see server/errors.py).
-        futures = self._batcher.submit_many(inputs)
+        futures = self._batcher.submit_many(list(inputs))
         try:
             return [future.result(timeout=self._timeout_s) for future in futures]
         except FutureTimeout:
@@ -140,11 +138,6 @@ class Detector:
         return results
 
     def _detect_one(self, data: bytes, keep_input: bool) -> Detection:
-        start = time.perf_counter()
-        # The header says how many pixels decoding will make; wait for room for them.
-        with OpenedImage(data, self._max_pixels) as opened, \
-                self._pixel_budget.hold(opened.decoded_pixels, self._timeout_s):
-            # Only the model inputs wait for the model, not the decoded pixels.
-            prepared = prepare(opened.load(), self._faces, self.size)
-        scores = self._predict([region.input for region in prepared.regions])
-        return conclude(prepared, scores, keep_input, (time.perf_counter() - start) * 1000.0)
+        # Decoding waits for room in the pixel budget; only the model inputs wait for the model.
+        return detect(data, self._faces, self._predict, self.size, self._max_pixels, keep_input,
+                      hold=lambda pixels: self._pixel_budget.hold(pixels, self._timeout_s))

@@ -13,7 +13,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import pytest
 
-from helpers import TINY_SIZE, encode, face_like
+from helpers import TINY_SIZE, build_extension, encode, face_like, tool
 
 
 @pytest.fixture(scope="session")
@@ -76,3 +76,12 @@ def shipped_sources_dataset(tmp_path_factory):
              "gengap_sd1_dreambooth", "gebaltso_sdfd_sd21", "flux1_politicians")
     return _dataset(tmp_path_factory.mktemp("shipped_sources"), (("train", 14), ("valid", 7), ("test", 4)),
                     {"real": ("zoya_140k_subset", "djb_unsplash_men"), "fake": fakes})
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """node and Chromium, with the extension's npm packages installed and the extension built."""
+    node = tool("node")
+    chromium = tool("chromium", "/usr/bin/chromium")
+    build_extension()
+    return node, chromium

@@ -1,7 +1,9 @@
-"""What several test files share besides fixtures: small images made on the spot, process helpers.
+"""What several test files share besides fixtures: small images made on the spot, scenes with a real face,
+process helpers, driving the built extension.
 
 Test files import these (``from helpers import encode, face_like``); fixtures
-live in ``conftest.py``. Nothing here imports Keras or TensorFlow.
+live in ``conftest.py``; test files never import from each other. Nothing
+here imports Keras or TensorFlow at import time.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ import http.client
 import io
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -20,9 +21,25 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
+from aiface.faces import Box
+
 TINY_SIZE = 32
+ROOT = Path(__file__).resolve().parent.parent
+EXTENSION = ROOT / "extension"
+SHIPPED_KERAS = ROOT / "server" / "model" / "aiface.keras"
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+# tests/data/astronaut_face.jpg: a 170 x 195 crop of scikit-image's data.astronaut() (Eileen Collins, NASA:
+# public domain); her face spans x 40-125, y 42-153 in it.
+FACE = np.asarray(Image.open(ROOT / "tests" / "data" / "astronaut_face.jpg").convert("RGB"))
+FACE_IN_CROP = Box(40, 42, 85, 111)
+PASTED_AT = (400, 200)  # x, y of the crop in the scene
+EXPECTED_FACE = Box(
+    PASTED_AT[0] + FACE_IN_CROP.x, PASTED_AT[1] + FACE_IN_CROP.y, FACE_IN_CROP.width, FACE_IN_CROP.height
+)
 
 
 def encode(pixels: np.ndarray, format: str = "PNG", **options) -> bytes:
@@ -138,12 +155,54 @@ def gunicorn_service(model_path, log_path, port: int, threads: int, deadline_s: 
         stop(process)
 
 
-EXTENSION = Path(__file__).resolve().parent.parent / "extension"
+# --- scenes with a real face ------------------------------------------------------------------------------------
+
+
+def scene() -> np.ndarray:
+    """A 640 x 480 colour gradient with the astronaut's face pasted at PASTED_AT."""
+    y, x = np.mgrid[0:480, 0:640]
+    pixels = np.stack([x * 255 / 640, y * 255 / 480, np.full(x.shape, 128)], axis=-1).astype(np.uint8)
+    left, top = PASTED_AT
+    pixels[top : top + FACE.shape[0], left : left + FACE.shape[1]] = FACE
+    return pixels
+
+
+def two_faces_scene() -> np.ndarray:
+    """800 x 500: the astronaut at (60, 80), and mirrored at 1.5 times her size at (470, 150)."""
+    y, x = np.mgrid[0:500, 0:800]
+    pixels = np.stack([x * 255 / 800, np.full(x.shape, 90), y * 255 / 500], axis=-1).astype(np.uint8)
+    pixels[80 : 80 + FACE.shape[0], 60 : 60 + FACE.shape[1]] = FACE
+    mirrored = Image.fromarray(FACE[:, ::-1]).resize((255, 292), Image.BICUBIC)
+    pixels[150 : 150 + 292, 470 : 470 + 255] = np.asarray(mirrored)
+    return pixels
+
+
+def face_filling() -> np.ndarray:
+    """256 x 320, the face filling the frame: the first pass finds nothing, the grey-border pass finds it."""
+    return np.asarray(Image.fromarray(FACE[40:160, 35:130]).resize((256, 320), Image.BICUBIC))
+
+
+def trained_tiny_model(size: int):
+    """A few epochs on real and checkered "fake" images: probabilities far apart, BatchNorm statistics non-trivial."""
+    import keras
+
+    from training.backbones import build_model
+
+    keras.utils.set_random_seed(0)  # the same weights in every run
+    model = build_model("tiny", size)
+    images = np.stack([face_like(seed, size=size, fake=seed % 2 == 1) for seed in range(100, 132)]).astype(np.float32)
+    labels = np.arange(100, 132) % 2
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    model.fit(images, labels, epochs=8, batch_size=8, verbose=0)
+    return model
+
+
+# --- the built extension in headless Chromium (the ``browser`` fixture is in conftest.py) -----------------------
 
 
 def tool(name: str, fallback: str | None = None) -> str:
-    """The program's path; the test is skipped when it is not installed."""
-    import pytest
+    """The path of a command, or the test skipped when it is not installed."""
+    import shutil
 
     found = shutil.which(name) or (fallback if fallback and Path(fallback).exists() else None)
     if found is None:
@@ -158,3 +217,16 @@ def build_extension() -> None:
     if not installed.is_file() or (EXTENSION / "package-lock.json").stat().st_mtime > installed.stat().st_mtime:
         subprocess.run([tool("npm"), "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=EXTENSION, check=True)
     subprocess.run([tool("npm"), "run", "build", "--silent"], cwd=EXTENSION, check=True)
+
+
+def drive(browser, site: Path, checks: list[dict], **options) -> dict:
+    """Check images on a local page through the Chromium build (extension/test/drive.mjs); its JSON answer."""
+    node, chromium = browser
+    request = {"extensionDir": str(EXTENSION / "dist" / "chrome"), "chromium": chromium, "siteDir": str(site),
+               "checks": checks, **options}
+    result = subprocess.run(
+        [node, str(EXTENSION / "test" / "drive.mjs"), json.dumps(request)],
+        cwd=EXTENSION, capture_output=True, text=True, timeout=180,
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)

@@ -78,6 +78,7 @@ def test_state_dict_reader_refuses_code(tmp_path):
         load_state_dict(tmp_path / "plain.pth")
 
 
+@pytest.mark.slow  # over 5 s on 2 shared cores
 def test_our_families_build_and_round_trip_their_weights(tmp_path):
     for name in ("ae4_tconv", "ae16_shuffle"):
         spec = autoencoders.family(name)
@@ -110,6 +111,7 @@ def jpeg_dataset(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow  # over 5 s on 2 shared cores
 def test_aligned_pairs_keep_size_and_jpeg_history_and_resume(jpeg_dataset, tmp_path, capsys):
     out = tmp_path / "aligned"
     assert aligned_main([str(jpeg_dataset), "--out", str(out)]) == 0
@@ -133,6 +135,7 @@ def test_aligned_pairs_keep_size_and_jpeg_history_and_resume(jpeg_dataset, tmp_p
     assert (out / "pairs.jsonl").read_text() == before
 
 
+@pytest.mark.slow  # over 5 s on 2 shared cores
 def test_aligned_per_source_is_a_stable_choice_and_refuses_the_repository(jpeg_dataset, tmp_path, capsys):
     out = tmp_path / "few"
     assert aligned_main([str(jpeg_dataset), "--out", str(out), "--split", "valid", "--per-source", "1"]) == 0

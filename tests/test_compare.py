@@ -24,6 +24,7 @@ def data_with_fair_pairs(tiny_dataset, tmp_path_factory):
     return root
 
 
+@pytest.mark.slow  # over 5 s on 2 shared cores
 def test_two_models_side_by_side(tiny_model_path, data_with_fair_pairs, tmp_path):
     out = tmp_path / "cmp"
     argv = [str(tiny_model_path), str(tiny_model_path), "--data", str(data_with_fair_pairs), "--out", str(out)]

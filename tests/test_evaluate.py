@@ -33,6 +33,7 @@ def report_dir(tiny_model_path, data_with_140k, tmp_path_factory):
     return out
 
 
+@pytest.mark.slow  # over 5 s on 2 shared cores
 def test_report_files_and_contents(report_dir, tiny_model_path, data_with_140k):
     from sklearn.metrics import log_loss
 
@@ -144,7 +145,7 @@ def test_laundering_transforms():
 
 
 def test_the_report_says_whether_faces_or_whole_images_were_scored(tiny_model_path, tmp_path):
-    from test_faces import scene
+    from helpers import scene
 
     data = tmp_path / "data"
     for label, pixels in (("real", scene()), ("fake", face_like(7, fake=True))):

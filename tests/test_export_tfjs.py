@@ -1,4 +1,8 @@
-"""python -m training.export_tfjs: a TF.js graph model the WASM backend can run."""
+"""python -m training.export_tfjs: a TF.js graph model the WASM backend can run.
+
+Tests that convert need the export extra (``pip install '.[export]'``) and are skipped without it; the
+checks of arguments and of a converted graph's JSON run without it.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,15 @@ from training.export_tfjs import ExportError, check_wasm_compatible, main
 
 
 @pytest.fixture(scope="module")
-def exported(tiny_model_path, tmp_path_factory):
+def tensorflowjs():
+    from aiface.quiet import quiet_tensorflow
+
+    quiet_tensorflow()  # TF Decision Forests, which tensorflowjs imports, wants IPython without it
+    return pytest.importorskip("tensorflowjs", reason="the export extra is not installed (pip install '.[export]')")
+
+
+@pytest.fixture(scope="module")
+def exported(tensorflowjs, tiny_model_path, tmp_path_factory):
     out_dir = tmp_path_factory.mktemp("export") / "model"
     assert main([str(tiny_model_path), str(out_dir), "--quantize", "float16"]) == 0
     return out_dir
@@ -70,10 +82,7 @@ def test_rank4_conv_bias_is_refused():
         check_wasm_compatible(model_json)
 
 
-def test_mixed_quantization_puts_only_the_last_stage_kernels_in_one_byte():
-    from aiface.quiet import quiet_tensorflow
-
-    quiet_tensorflow()  # TF Decision Forests, which tensorflowjs imports, wants IPython without it
+def test_mixed_quantization_puts_only_the_last_stage_kernels_in_one_byte(tensorflowjs):
     from tensorflowjs.quantization import map_layers_to_quantization_dtype
 
     from training.export_tfjs import QUANTIZATIONS

@@ -9,72 +9,42 @@ from __future__ import annotations
 
 import base64
 import json
-import subprocess
 import threading
 from collections.abc import Callable
-from pathlib import Path
 
-import keras
 import numpy as np
 import pytest
 from werkzeug.serving import make_server
 
 from aiface.bundle import Bundle, Metadata, load_bundle, save_bundle
-from aiface.faces import Box, crop, crop_box
+from aiface.faces import Box, crop, crop_box, iou
 from aiface.preprocess import preprocess, to_model_input
 from aiface.verdict import percent
-from helpers import build_extension, encode, face_like, tool
+from helpers import (
+    EXPECTED_FACE,
+    EXTENSION,
+    ROOT,
+    SHARED_DATA,
+    SHIPPED_KERAS,
+    drive,
+    encode,
+    face_like,
+    scene,
+    trained_tiny_model,
+)
 from server import create_app
-from test_faces import EXPECTED_FACE, iou, scene
-from training.backbones import build_model
 from training.export_tfjs import export_tfjs
 from training.layout import list_split
 
 # Each test drives the built extension in headless Chromium.
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parent.parent
-EXTENSION = ROOT / "extension"
-SHIPPED_KERAS = ROOT / "server" / "model" / "aiface.keras"
-SHARED_DATA = ROOT.parent / "shared" / "data"
 # An unquantized conversion runs the same float32 arithmetic in another order.
 UNQUANTIZED_TOLERANCE = 1e-3
 # The most quantization may cost: the shipped conversion (aiface 3.0.0, --quantize mixed) measured
 # 0.0133 at most on 300 test images (2.2.0: 0.0143, 2.1.0: 0.0121, 2.0.0: 0.0141)
 # (benchmarks/quantization_cost.py, benchmarks/README.md).
 QUANTIZED_TOLERANCE = 0.02
-
-
-@pytest.fixture(scope="module")
-def browser():
-    """node and Chromium, with the extension's npm packages installed and the extension built."""
-    node = tool("node")
-    chromium = tool("chromium", "/usr/bin/chromium")
-    build_extension()
-    return node, chromium
-
-
-def drive(browser, site: Path, checks: list[dict], **options) -> dict:
-    node, chromium = browser
-    request = {"extensionDir": str(EXTENSION / "dist" / "chrome"), "chromium": chromium, "siteDir": str(site),
-               "checks": checks, **options}
-    result = subprocess.run(
-        [node, str(EXTENSION / "test" / "drive.mjs"), json.dumps(request)],
-        cwd=EXTENSION, capture_output=True, text=True, timeout=180,
-    )
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
-
-
-def _trained_tiny_model(size: int):
-    """A few epochs on real and checkered "fake" images: probabilities far apart, BatchNorm statistics non-trivial."""
-    keras.utils.set_random_seed(0)  # the same weights in every run
-    model = build_model("tiny", size)
-    images = np.stack([face_like(seed, size=size, fake=seed % 2 == 1) for seed in range(100, 132)]).astype(np.float32)
-    labels = np.arange(100, 132) % 2
-    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
-    model.fit(images, labels, epochs=8, batch_size=8, verbose=0)
-    return model
 
 
 def serve(app) -> tuple[str, Callable[[], None]]:
@@ -90,7 +60,7 @@ def tiny_run(browser, tmp_path_factory):
     """The tiny model converted without quantization, checked on several images."""
     work = tmp_path_factory.mktemp("extension")
     size = 32
-    bundle = Bundle(_trained_tiny_model(size), Metadata(backbone="tiny", image_size=size, name="tiny-browser",
+    bundle = Bundle(trained_tiny_model(size), Metadata(backbone="tiny", image_size=size, name="tiny-browser",
                                                        threshold=0.4))
     save_bundle(bundle, work / "tiny.keras")
     export_tfjs(work / "tiny.keras", work / "model", quantize="none")

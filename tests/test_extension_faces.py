@@ -28,12 +28,11 @@ from aiface.faces import (
     scored_box,
     whole_image_box,
 )
-from test_faces import FACE, face_filling, scene, two_faces_scene
+from helpers import EXTENSION, FACE, face_filling, face_like, scene, two_faces_scene
 from training.convert_face_detector import reference_input
 
 pytestmark = pytest.mark.process  # node
 
-EXTENSION = Path(__file__).resolve().parent.parent / "extension"
 CROP_JS = EXTENSION / "src" / "crop.js"
 # float32 sums in another order (TF on the CPU here, TF.js on WebAssembly in node).
 OUTPUT_TOLERANCE = 1e-4
@@ -176,8 +175,6 @@ def _request(tmp_path: Path, images: list[np.ndarray], inputs: dict | None = Non
 
 def test_faces_js_finds_the_boxes_the_service_finds(tmp_path):
     from PIL import Image
-
-    from helpers import face_like
 
     large = np.asarray(Image.fromarray(two_faces_scene()).resize((1600, 1000), Image.BICUBIC))
     images = [scene(), two_faces_scene(), FACE, face_filling(), face_like(5, size=256), large]

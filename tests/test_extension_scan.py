@@ -16,8 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import encode, face_like
-from test_extension_browser import EXTENSION, browser  # noqa: F401  (a fixture)
+from helpers import EXTENSION, encode, face_like
 from training.evaluate import main as evaluate_main
 from training.reports import list_reports
 from training.reports import main as reports_main
@@ -49,7 +48,7 @@ def profile_page(site: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def scan_run(browser, tmp_path_factory):  # noqa: F811  (the fixture)
+def scan_run(browser, tmp_path_factory):
     node, chromium = browser
     work = tmp_path_factory.mktemp("scan")
     site = work / "site"

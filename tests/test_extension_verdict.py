@@ -13,13 +13,8 @@ import numpy as np
 import pytest
 
 from aiface import verdict as rule
-from helpers import encode, face_like
+from helpers import EXTENSION, ROOT, encode, face_like
 
-# node, Chromium and the built extension, as the other browser tests use them.
-from test_extension_browser import browser  # noqa: F401  (a fixture)
-
-ROOT = Path(__file__).resolve().parent.parent
-EXTENSION = ROOT / "extension"
 VERDICT_JS = ROOT / "extension" / "src" / "verdict.js"
 VERDICT_JSON = ROOT / "extension" / "src" / "verdict.json"
 # Reads [[probability, threshold], ...] from stdin, writes describe() of each.
@@ -159,7 +154,7 @@ def explanation_answer(width: int, height: int) -> dict:
                             "width": 32, "height": 32}}
 
 
-def drive_scenario(browser, site: Path, steps: list[dict], **options) -> dict:  # noqa: F811 (the fixture's value)
+def drive_scenario(browser, site: Path, steps: list[dict], **options) -> dict:
     node, chromium = browser
     request = {"extensionDir": str(EXTENSION / "dist" / "chrome"), "chromium": chromium, "siteDir": str(site),
                "steps": steps, **options}
@@ -174,12 +169,12 @@ def shipped_threshold() -> float:
 
 
 @pytest.fixture(scope="module")
-def profile(browser, tmp_path_factory):  # noqa: F811 (the fixture imported above)
+def profile(browser, tmp_path_factory):
     """One scenario on the profile page with the shipped model: every image checked, two cards opened, then the
     service's parts. Named steps' outputs, and each image's first verdict."""
     from PIL import Image
 
-    from test_faces import scene
+    from helpers import scene
 
     site = tmp_path_factory.mktemp("profile")
     shots = tmp_path_factory.mktemp("screenshots")

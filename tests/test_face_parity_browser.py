@@ -23,17 +23,19 @@ from PIL import Image
 from aiface.bundle import Bundle, Metadata, load_bundle, save_bundle
 from aiface.faces import Box, crop, crop_box, iou, scored_box, whole_image_box
 from aiface.preprocess import load_image, to_model_input
-from helpers import encode, face_like
-from server import create_app
-from test_extension_browser import (  # noqa: F401 (browser: a fixture)
+from helpers import (
     EXTENSION,
     SHARED_DATA,
     SHIPPED_KERAS,
-    _trained_tiny_model,
-    browser,
     drive,
+    encode,
+    face_filling,
+    face_like,
+    scene,
+    trained_tiny_model,
+    two_faces_scene,
 )
-from test_faces import face_filling, scene, two_faces_scene
+from server import create_app
 from training.export_tfjs import export_tfjs
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -59,10 +61,10 @@ def _images() -> dict[str, bytes]:
 
 
 @pytest.fixture(scope="module")
-def parity(browser, tmp_path_factory):  # noqa: F811
+def parity(browser, tmp_path_factory):
     work = tmp_path_factory.mktemp("parity")
     size = 48  # not the shipped model's: nothing may assume an input size
-    bundle = Bundle(_trained_tiny_model(size), Metadata(backbone="tiny", image_size=size, name="tiny-parity"))
+    bundle = Bundle(trained_tiny_model(size), Metadata(backbone="tiny", image_size=size, name="tiny-parity"))
     save_bundle(bundle, work / "tiny.keras")
     export_tfjs(work / "tiny.keras", work / "model", quantize="none")
     site = work / "site"
@@ -156,7 +158,7 @@ def _shipped_scenes() -> dict[str, bytes]:
     return images
 
 
-def test_shipped_model_gives_the_services_verdict_for_the_same_bytes(browser, tmp_path):  # noqa: F811
+def test_shipped_model_gives_the_services_verdict_for_the_same_bytes(browser, tmp_path):
     if not SHIPPED_KERAS.is_file():
         pytest.skip(f"{SHIPPED_KERAS} is not there")
     shipped = json.loads((EXTENSION / "model" / "metadata.json").read_text())

@@ -45,39 +45,8 @@ from aiface.faces import (
     whole_image_box,
 )
 from aiface.preprocess import to_model_input
-from helpers import encode, face_like
+from helpers import EXPECTED_FACE, FACE, encode, face_filling, face_like, scene, two_faces_scene
 from server import create_app
-
-FACE = np.asarray(Image.open(Path(__file__).parent / "data" / "astronaut_face.jpg").convert("RGB"))
-FACE_IN_CROP = Box(40, 42, 85, 111)
-PASTED_AT = (400, 200)  # x, y of the crop in the scene
-EXPECTED_FACE = Box(
-    PASTED_AT[0] + FACE_IN_CROP.x, PASTED_AT[1] + FACE_IN_CROP.y, FACE_IN_CROP.width, FACE_IN_CROP.height
-)
-
-
-def scene() -> np.ndarray:
-    """A 640 x 480 colour gradient with the astronaut's face pasted at PASTED_AT."""
-    y, x = np.mgrid[0:480, 0:640]
-    pixels = np.stack([x * 255 / 640, y * 255 / 480, np.full(x.shape, 128)], axis=-1).astype(np.uint8)
-    left, top = PASTED_AT
-    pixels[top : top + FACE.shape[0], left : left + FACE.shape[1]] = FACE
-    return pixels
-
-
-def two_faces_scene() -> np.ndarray:
-    """800 x 500: the astronaut at (60, 80), and mirrored at 1.5 times her size at (470, 150)."""
-    y, x = np.mgrid[0:500, 0:800]
-    pixels = np.stack([x * 255 / 800, np.full(x.shape, 90), y * 255 / 500], axis=-1).astype(np.uint8)
-    pixels[80 : 80 + FACE.shape[0], 60 : 60 + FACE.shape[1]] = FACE
-    mirrored = Image.fromarray(FACE[:, ::-1]).resize((255, 292), Image.BICUBIC)
-    pixels[150 : 150 + 292, 470 : 470 + 255] = np.asarray(mirrored)
-    return pixels
-
-
-def face_filling() -> np.ndarray:
-    """256 x 320, the face filling the frame: the first pass finds nothing, the grey-border pass finds it."""
-    return np.asarray(Image.fromarray(FACE[40:160, 35:130]).resize((256, 320), Image.BICUBIC))
 
 
 def box_of(body: dict) -> Box:

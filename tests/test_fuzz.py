@@ -233,6 +233,7 @@ def _assert_clean(response) -> None:
         assert set(body["error"]) == {"code", "message"}
 
 
+@pytest.mark.slow  # over 5 s on 2 shared cores
 @FUZZ
 @given(
     data=uploads,

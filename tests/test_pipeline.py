@@ -12,8 +12,7 @@ from aiface.bundle import load_bundle
 from aiface.faces import default_finder
 from aiface.pipeline import FACES, WHOLE_IMAGE, detect, detect_many, prepare_many, score
 from aiface.preprocess import LoadedImage, load_image
-from helpers import encode, face_like
-from test_faces import EXPECTED_FACE, face_filling, scene, two_faces_scene
+from helpers import EXPECTED_FACE, encode, face_filling, face_like, scene, two_faces_scene
 
 IMAGES = {
     "scene": scene(),

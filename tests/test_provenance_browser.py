@@ -18,10 +18,8 @@ import pytest
 
 from aiface.provenance import read_provenance, read_texts
 from aiface.provenance_rule import DECLARED_WORDS, summarise
+from helpers import drive
 from provenance_fixtures import fixtures, trusted_root
-
-# node, Chromium and the built extension, as the other browser tests use them.
-from test_extension_browser import browser, drive  # noqa: F401  (a fixture)
 
 PROVENANCE_JS = Path(__file__).resolve().parents[1] / "extension" / "src" / "provenance.js"
 # Reads {name: [base64 file, python findings]} from stdin, writes {name: [texts, summary]}.
@@ -59,7 +57,7 @@ def test_js_reads_the_same_texts_and_judges_the_same_findings_as_python():
 
 @pytest.mark.browser
 @pytest.mark.slow
-def test_the_extension_reads_and_shows_each_fixtures_provenance_as_the_service(browser, tmp_path):  # noqa: F811
+def test_the_extension_reads_and_shows_each_fixtures_provenance_as_the_service(browser, tmp_path):
     names = sorted(fixtures())
     for name in names:
         (tmp_path / name).write_bytes(fixtures()[name][0])

@@ -165,6 +165,7 @@ async function fileProvenance(blob, settings) {
   return { ...summarise(reply?.findings ?? {}), ms: reply?.ms ?? null };
 }
 
+// The extension's one answer, as aiface/answer.py builds the service's and the scan's.
 function withProvenance(verdict, { ms, ...provenance }) {
   const code = combine(verdict.words.code, provenance);
   const words = code !== DECLARED_AI ? verdict.words : { ...verdict.words, code, label: DECLARED_WORDS.label,
