@@ -20,6 +20,9 @@ from aiface import watermark
 from aiface.provenance import read_provenance
 from helpers import GENERATOR_PIPELINES, embed_watermark, encode, package_decode, photo_like
 
+# node, Chromium and the built extension, as the other browser tests use them.
+from test_extension_browser import browser, drive  # noqa: F401  (a fixture)
+
 REPO = Path(__file__).resolve().parents[1]
 WATERMARK_JS = REPO / "extension" / "src" / "watermark.js"
 PROVENANCE_JS = REPO / "extension" / "src" / "provenance.js"
@@ -160,3 +163,22 @@ def test_the_extension_reads_the_same_bits_and_marks_as_python(marked):
         assert found == cases[name][3]["watermark"], name
         assert summary == rule.summarise(cases[name][3]), name
     assert js["SDXL"][2]["status"] == rule.WATERMARKED_AI
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_the_extension_reads_and_shows_a_watermark_as_the_service(browser, marked, tmp_path):  # noqa: F811
+    files = {"sdxl.png": encode(marked["SDXL, diffusers < 0.27"]), "plain.png": encode(marked[""])}
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    settings = {"localOnly": True, "serverUrl": "", "maxLocalMegapixels": 16, "trustAnchors": ""}
+    results = drive(browser, tmp_path, [{"src": name, "settings": settings} for name in files])["results"]
+    for (name, data), result in zip(files.items(), results, strict=True):
+        expected = rule.summarise(read_provenance(data))
+        assert result["verdict"]["provenance"] == expected, name
+        assert result["provenance"] == expected["status"], name
+    watermarked = results[0]
+    assert watermarked["provenance"] == rule.WATERMARKED_AI and watermarked["verdict"]["label"] == "fake"
+    assert watermarked["verdict"]["words"]["code"] == "declared_ai"
+    assert rule.summarise(read_provenance(files["sdxl.png"]))["line"] in watermarked["text"]
+    assert "an invisible Stable Diffusion XL watermark" in watermarked["text"]
