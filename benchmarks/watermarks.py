@@ -15,15 +15,28 @@ the first ``--count`` real photos of ``--data-dir`` enlarged to ``--side``
 pixels (a generator's size), or synthetic ones without ``--data-dir``.
 Nothing is written to disk.
 
+``cost``: the time to read a file of each size (PNG of a synthetic picture:
+decoding included, as the service reads an upload; median of ``--repeat``), the
+peak memory Python allocates for it (tracemalloc: numpy's arrays included),
+and the time of the extension's decoder (extension/src/watermark.js, under
+node) on the same pixels.
+
     .venv/bin/python benchmarks/watermarks.py false-matches --data-dir ../shared/data
     .venv/bin/python benchmarks/watermarks.py survival --data-dir ../shared/data --count 4
+    .venv/bin/python benchmarks/watermarks.py cost
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import json
+import shutil
+import statistics
+import subprocess
 import sys
+import time
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +47,7 @@ sys.path.insert(0, str(REPO))  # this checkout's aiface, before any installed co
 sys.path.insert(0, str(REPO / "tests"))
 
 from aiface.preprocess import load_image  # noqa: E402
-from aiface.watermark import MARKS, MIN_AGREEMENT, MIN_PIXELS, agreements, find_mark  # noqa: E402
+from aiface.watermark import MARKS, MIN_AGREEMENT, MIN_PIXELS, agreements, find_mark, read_watermark  # noqa: E402
 from helpers import GENERATOR_PIPELINES, embed_watermark, photo_like  # noqa: E402
 
 BITS = {mark["name"]: mark["bits"] for mark in MARKS}
@@ -122,13 +135,69 @@ def survival(data_dir: Path | None, count: int, side: int) -> None:
         print(f"| {change} | " + " | ".join(cells) + " |")
 
 
+SIZES = [(512, 512), (1024, 1024), (1536, 1536), (2500, 2000)]
+# Times findMark on {width, height} pictures of raw RGB read from stdin, one after the other.
+NODE_TIMER = """
+import { findMark } from %r;
+const chunks = [];
+for await (const chunk of process.stdin) chunks.push(chunk);
+const data = Buffer.concat(chunks);
+const { sizes, repeat } = JSON.parse(process.argv[1]);
+let at = 0;
+const out = [];
+for (const [width, height] of sizes) {
+  const rgb = new Uint8Array(data.buffer, data.byteOffset + at, width * height * 3);
+  at += width * height * 3;
+  const times = [];
+  for (let k = 0; k < repeat; k += 1) {
+    const started = performance.now();
+    findMark(rgb, width, height);
+    times.push(performance.now() - started);
+  }
+  out.push(times.sort((a, b) => a - b)[Math.floor(repeat / 2)]);
+}
+process.stdout.write(JSON.stringify(out));
+"""
+
+
+def cost(repeat: int) -> None:
+    pictures = [photo_like(seed, width, height) for seed, (width, height) in enumerate(SIZES)]
+    node = shutil.which("node")
+    js = [None] * len(SIZES)
+    if node:
+        script = NODE_TIMER % (REPO / "extension" / "src" / "watermark.js").as_uri()
+        arguments = json.dumps({"sizes": SIZES, "repeat": repeat})
+        result = subprocess.run([node, "--input-type=module", "-e", script, arguments], capture_output=True,
+                                input=b"".join(picture.tobytes() for picture in pictures), check=True)
+        js = json.loads(result.stdout)
+    print("| size | Python, file to answer (ms) | Python peak memory (MB) | extension decoder (ms) |")
+    print("|---|---|---|---|")
+    for (width, height), picture, js_ms in zip(SIZES, pictures, js, strict=True):
+        buffer = io.BytesIO()
+        Image.fromarray(picture).save(buffer, "PNG", compress_level=1)
+        data = buffer.getvalue()
+        times = []
+        for _ in range(repeat):
+            started = time.perf_counter()
+            read_watermark(data)
+            times.append((time.perf_counter() - started) * 1000)
+        tracemalloc.start()
+        read_watermark(data)
+        peak = tracemalloc.get_traced_memory()[1] / 1e6
+        tracemalloc.stop()
+        shown = f"{js_ms:.0f}" if js_ms is not None else "(no node)"
+        print(f"| {width}x{height} ({width * height / 1e6:.1f} MP) | {statistics.median(times):.0f} | {peak:.0f} "
+              f"| {shown} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["false-matches", "survival"])
+    parser.add_argument("what", choices=["false-matches", "survival", "cost"])
     parser.add_argument("--data-dir", type=Path)
     parser.add_argument("--fakes", action="store_true", help="false-matches: the fake class too")
     parser.add_argument("--count", type=int, default=4, help="survival: pictures per mark")
     parser.add_argument("--side", type=int, default=1024, help="survival: their size in pixels")
+    parser.add_argument("--repeat", type=int, default=3, help="cost: runs per size (the median is shown)")
     args = parser.parse_args()
     if args.what == "false-matches":
         if args.data_dir is None:
@@ -136,8 +205,10 @@ def main() -> None:
         false_matches(args.data_dir, "real")
         if args.fakes:
             false_matches(args.data_dir, "fake")
-    else:
+    elif args.what == "survival":
         survival(args.data_dir, args.count, args.side)
+    else:
+        cost(args.repeat)
 
 
 if __name__ == "__main__":

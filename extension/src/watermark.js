@@ -34,9 +34,8 @@ const HAAR_OF = {
   float: (second, first) => f32(f32(second * HAAR32) + f32(first * HAAR32)),
 };
 
-// The vote (step 3) of the 8 x 8 pixel block whose top-left pixel is (x0, y0).
-function blockVote(rgb, width, x0, y0, u, haar) {
-  const values = new Float64Array(64);
+// The vote (step 3) of the 8 x 8 pixel block whose top-left pixel is (x0, y0); values: room for its 64 U values.
+function blockVote(rgb, width, x0, y0, u, haar, values) {
   for (let row = 0; row < 8; row += 1) {
     for (let col = 0; col < 8; col += 1) {
       const at = 3 * ((y0 + row) * width + x0 + col);
@@ -65,20 +64,21 @@ export function decodeBits(rgb, width, height, domain, lengths) {
     throw new Error(`unknown domain ${domain}`);
   }
   const haar = HAAR_OF[domain === '8-bit' ? '8-bit' : 'float'];
-  const counts = Object.fromEntries(lengths.map((length) => [length,
-    { ones: new Array(length).fill(0), votes: new Array(length).fill(0) }]));
   const blockCols = Math.floor(width / 8);
-  for (let row = 0, n = 0; row < Math.floor(height / 8); row += 1) {
-    for (let col = 0; col < blockCols; col += 1, n += 1) {
-      const vote = blockVote(rgb, width, 8 * col, 8 * row, u, haar);
-      for (const length of lengths) {
-        counts[length].ones[n % length] += vote ? 1 : 0;
-        counts[length].votes[n % length] += 1;
-      }
-    }
+  const votes = new Uint8Array(blockCols * Math.floor(height / 8));
+  const values = new Float64Array(64);
+  for (let n = 0; n < votes.length; n += 1) {
+    votes[n] = blockVote(rgb, width, 8 * (n % blockCols), 8 * Math.floor(n / blockCols), u, haar, values) ? 1 : 0;
   }
-  return Object.fromEntries(lengths.map((length) => [length, counts[length].ones
-    .map((one, k) => ((one / counts[length].votes[k]) * 255 > 127 ? '1' : '0')).join('')]));
+  return Object.fromEntries(lengths.map((length) => {
+    const ones = new Array(length).fill(0);
+    const counts = new Array(length).fill(0);
+    for (let n = 0; n < votes.length; n += 1) {
+      ones[n % length] += votes[n];
+      counts[n % length] += 1;
+    }
+    return [length, ones.map((one, k) => ((one / counts[k]) * 255 > 127 ? '1' : '0')).join('')];
+  }));
 }
 
 // For each mark, how many of its bits the pixels carry in the best of its domains: {name: matching bits}.
