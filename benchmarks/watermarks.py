@@ -106,6 +106,7 @@ CHANGES = {
     "crop 3 px off the top and left": lambda p: cropped(p, 3, 3),
     "crop to the central 80 %": lambda p: cropped(p, round(0.1 * p.shape[1]), round(0.1 * p.shape[0]), 0.8 / 0.9),
     "crop 10 % off the right and bottom": lambda p: cropped(p, 0, 0, 0.9),
+    "crop 10 % off the bottom": lambda p: p[:round(0.9 * p.shape[0])],
 }
 
 
