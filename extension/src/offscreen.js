@@ -204,7 +204,9 @@ function sniffed(bytes, mimeType) {
   return text.slice(4, 8) === 'ftyp' ? 'image/avif' : mimeType;
 }
 
-// An open generator's invisible watermark in the file's pixels (watermark.js), as aiface.watermark.read_watermark.
+// An open generator's invisible watermark in the file's pixels (watermark.js), as
+// aiface.watermark.read_watermark. Read here, not in a worker: a worker started per file costs more
+// than the decoder takes on pictures up to a few megapixels (docs/reliability.md).
 async function readWatermark(bytes, mimeType) {
   const decoded = await decode(bytes, mimeType, WATERMARK_MAX_PIXELS);
   return decoded.ok ? findMark(rgbaToRgb(decoded.rgba, decoded.width, decoded.height), decoded.width, decoded.height)
@@ -219,7 +221,7 @@ async function provenance({ image, mimeType, trustAnchors }) {
   const hasJumbf = bytes.length > 8 && new TextDecoder('latin1').decode(bytes).includes('jumb');
   const [c2pa, texts, watermark] = await Promise.all([
     hasJumbf ? readC2pa(bytes, sniffed(bytes, mimeType), trustAnchors) : null, readTexts(bytes),
-    readWatermark(bytes, mimeType)]);
+    readWatermark(bytes, mimeType).catch(() => null)]);
   return { ok: true, findings: { c2pa, texts, watermark }, ms: performance.now() - started };
 }
 

@@ -13,42 +13,39 @@ const f32 = Math.fround;
 const HAAR32 = f32(HAAR);
 const [Y_BLUE, Y_GREEN, Y_RED, U_SCALE] = [0.114, 0.587, 0.299, 0.492].map(f32);
 
-// OpenCV's U of one pixel in a domain (step 1). Products of these float32
-// coefficients and 8-bit values, and the sums below, are exact in float64, so
-// one rounding to float32 after each is a fused multiply-add's.
-const U_OF = {
-  '8-bit': (r, g, b) => {
-    const y = (b * 1868 + g * 9617 + r * 4899 + 8192) >> 14;
-    return Math.min(255, Math.max(0, ((b - y) * 8061 + (128 << 14) + 8192) >> 14));
-  },
-  float: (r, g, b) => {
+// OpenCV's U (step 1) of the 8 pixel rows from y0, into u (Float64Array of 8 * width). Products of
+// the float32 coefficients and 8-bit values, and the sums below, are exact in float64, so one rounding
+// to float32 after each is a fused multiply-add's.
+function uRows(rgb, width, y0, domain, u) {
+  const start = 3 * y0 * width;
+  if (domain === '8-bit') {
+    for (let p = 0; p < u.length; p += 1) {
+      const [r, g, b] = [rgb[start + 3 * p], rgb[start + 3 * p + 1], rgb[start + 3 * p + 2]];
+      const y = (b * 1868 + g * 9617 + r * 4899 + 8192) >> 14;
+      u[p] = Math.min(255, Math.max(0, ((b - y) * 8061 + (128 << 14) + 8192) >> 14));
+    }
+    return;
+  }
+  const [red, blue] = domain === 'float-swapped' ? [2, 0] : [0, 2];
+  for (let p = 0; p < u.length; p += 1) {
+    const [r, g, b] = [rgb[start + 3 * p + red], rgb[start + 3 * p + 1], rgb[start + 3 * p + blue]];
     const y = f32(b * Y_BLUE + f32(g * Y_GREEN + f32(r * Y_RED)));
-    return f32(f32(b - y) * U_SCALE + 0.5);
-  },
-  'float-swapped': (r, g, b) => U_OF.float(b, g, r),
-};
+    u[p] = f32(f32(b - y) * U_SCALE + 0.5);
+  }
+}
 
 // One Haar step on two values (step 2): float64 for 8-bit U, float32 for float U.
-const HAAR_OF = {
-  '8-bit': (second, first) => second * HAAR + first * HAAR,
-  float: (second, first) => f32(f32(second * HAAR32) + f32(first * HAAR32)),
-};
+const haar = (second, first, float) => (float ? f32(f32(second * HAAR32) + f32(first * HAAR32))
+  : second * HAAR + first * HAAR);
 
-// The vote (step 3) of the 8 x 8 pixel block whose top-left pixel is (x0, y0); values: room for its 64 U values.
-function blockVote(rgb, width, x0, y0, u, haar, values) {
-  for (let row = 0; row < 8; row += 1) {
-    for (let col = 0; col < 8; col += 1) {
-      const at = 3 * ((y0 + row) * width + x0 + col);
-      values[row * 8 + col] = u(rgb[at], rgb[at + 1], rgb[at + 2]);
-    }
-  }
+// The vote (step 3) of the block whose left column is x0 in the 8 rows of u.
+function blockVote(u, width, x0, float) {
   let largest = -1;
   for (let k = 1; k < 16; k += 1) {
-    const row = 2 * (k >> 2);
-    const col = 2 * (k & 3);
-    const left = haar(values[(row + 1) * 8 + col], values[row * 8 + col]);
-    const right = haar(values[(row + 1) * 8 + col + 1], values[row * 8 + col + 1]);
-    largest = Math.max(largest, Math.abs(haar(right, left)));
+    const at = 2 * (k >> 2) * width + x0 + 2 * (k & 3);
+    const left = haar(u[at + width], u[at], float);
+    const right = haar(u[at + width + 1], u[at + 1], float);
+    largest = Math.max(largest, Math.abs(haar(right, left, float)));
   }
   return largest % SCALE > 0.5 * SCALE;
 }
@@ -59,16 +56,17 @@ export function decodeBits(rgb, width, height, domain, lengths) {
   if (width * height < TABLE.min_pixels) {
     throw new Error(`${width}x${height} pixels: under the ${TABLE.min_pixels} a mark needs`);
   }
-  const u = U_OF[domain];
-  if (!u) {
+  if (!['8-bit', 'float', 'float-swapped'].includes(domain)) {
     throw new Error(`unknown domain ${domain}`);
   }
-  const haar = HAAR_OF[domain === '8-bit' ? '8-bit' : 'float'];
   const blockCols = Math.floor(width / 8);
   const votes = new Uint8Array(blockCols * Math.floor(height / 8));
-  const values = new Float64Array(64);
-  for (let n = 0; n < votes.length; n += 1) {
-    votes[n] = blockVote(rgb, width, 8 * (n % blockCols), 8 * Math.floor(n / blockCols), u, haar, values) ? 1 : 0;
+  const u = new Float64Array(8 * width);
+  for (let row = 0; row < Math.floor(height / 8); row += 1) {
+    uRows(rgb, width, 8 * row, domain, u);
+    for (let col = 0; col < blockCols; col += 1) {
+      votes[row * blockCols + col] = blockVote(u, width, 8 * col, domain !== '8-bit') ? 1 : 0;
+    }
   }
   return Object.fromEntries(lengths.map((length) => {
     const ones = new Array(length).fill(0);
