@@ -155,7 +155,8 @@ def decode_bits(rgb: np.ndarray, domain: str, lengths) -> dict[int, str]:
             at = index % length
             ones[length] += np.bincount(at[band], minlength=length)
             votes[length] += np.bincount(at, minlength=length)
-    return {length: "".join("1" if (one / vote) * 255 > 127 else "0"
+    # A bit without a vote (a picture under 8 pixels tall or wide) is 0, as the package's mean of nothing is NaN.
+    return {length: "".join("1" if vote and (one / vote) * 255 > 127 else "0"
                             for one, vote in zip(ones[length], votes[length], strict=True))
             for length in lengths}
 

@@ -96,6 +96,7 @@ def test_what_is_not_read(marked):
     # Over MAX_PIXELS: refused from the header, before decoding.
     side = int(watermark.MAX_PIXELS ** 0.5) + 1
     assert watermark.read_watermark(encode(np.zeros((side, side, 3), np.uint8))) is None
+    assert watermark.find_mark(np.zeros((7, 10_000, 3), np.uint8)) is None  # too thin for a single block
     with pytest.raises(ValueError, match="domain"):
         watermark.decode_bits(marked[""], "float16", [48])
 
@@ -144,7 +145,7 @@ def test_the_extension_reads_the_same_bits_and_marks_as_python(marked):
     node = shutil.which("node")
     if node is None:
         pytest.skip("node is not installed (bash .ci/setup --test installs what the tests need)")
-    pictures = {**marked, "odd": photo_like(2, 333, 291)}
+    pictures = {**marked, "odd": photo_like(2, 333, 291), "thin": photo_like(3, 10_000, 7)}
     cases = {}
     for name, picture in pictures.items():
         found = watermark.find_mark(picture)
