@@ -18,6 +18,7 @@ input: a malformed, huge or hostile block gives a finding that says so.
 - PNG: the tEXt, zTXt and iTXt chunks (keyword -> text), compressed ones inflated
   to at most ``MAX_TEXT_BYTES``, at most ``MAX_CHUNKS`` chunks walked.
 - EXIF: Software, Make, Model and Artist from IFD0, through Pillow (any format).
+- Pixels: an open generator's invisible watermark (``aiface/watermark.py``).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from pathlib import Path
 from PIL import Image
 
 from aiface.provenance_rule import XMP_FIELDS
+from aiface.watermark import read_watermark
 
 C2PA_TIMEOUT_S = 2.0
 C2PA_THREADS = 2
@@ -231,5 +233,5 @@ def read_texts(data: bytes) -> dict:
 
 
 def read_provenance(data: bytes, trust_anchors: str | None = None) -> dict:
-    """The findings for a file's bytes: {"c2pa": ... or None, "texts": {...}}."""
-    return {"c2pa": read_c2pa(data, trust_anchors), "texts": read_texts(data)}
+    """The findings for a file's bytes: {"c2pa": ... or None, "texts": {...}, "watermark": ... or None}."""
+    return {"c2pa": read_c2pa(data, trust_anchors), "texts": read_texts(data), "watermark": read_watermark(data)}

@@ -59,6 +59,65 @@ def face_like(seed: int, size: int = 48, fake: bool = False) -> np.ndarray:
     return pixels
 
 
+def photo_like(seed: int, width: int = 512, height: int = 512) -> np.ndarray:
+    """A smooth random picture with a fine grain, as a generated image's texture is (for watermark tests)."""
+    rng = np.random.default_rng(seed)
+    base = rng.integers(40, 216, size=(height // 32 + 1, width // 32 + 1, 3), dtype=np.uint8)
+    smooth = np.asarray(Image.fromarray(base).resize((width, height), Image.BICUBIC), dtype=np.int16)
+    grain = rng.normal(0, 6, size=(height, width, 1)).round().astype(np.int16)
+    return np.clip(smooth + grain, 0, 255).astype(np.uint8)
+
+
+def _dwt_dct_embedder():
+    """The ``invisible-watermark`` package's own dwtDct embedder (imwatermark/maxDct.py).
+
+    Loaded from its file: the package's ``__init__`` imports PyTorch (for
+    another method, rivaGan), which the dev install leaves out (.ci/setup).
+    Raises ModuleNotFoundError when the package is not installed.
+    """
+    import importlib.util
+
+    spec = importlib.util.find_spec("imwatermark")
+    if spec is None:
+        raise ModuleNotFoundError("invisible-watermark is not installed (bash .ci/setup --test installs it)")
+    path = Path(spec.submodule_search_locations[0]) / "maxDct.py"
+    module_spec = importlib.util.spec_from_file_location("imwatermark_maxdct", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module.EmbedMaxDct
+
+
+# How each generator's pipeline hands its image to the package:
+# (name, the mark's name in aiface.watermark.MARKS, float pixels, red and blue swapped).
+# SDXL and FLUX.1 mark float pixels and round them to 8 bits afterwards (diffusers
+# gave SDXL's as RGB, where the package expects BGR, before 0.27); the SD 1/2
+# scripts mark the 8-bit image itself.
+GENERATOR_PIPELINES = [
+    ("SDXL", "Stable Diffusion XL", True, False),
+    ("SDXL, diffusers < 0.27", "Stable Diffusion XL", True, True),
+    ("FLUX.1", "FLUX.1", True, False),
+    ("SD 1", "Stable Diffusion 1", False, False),
+    ("SD 2", "Stable Diffusion 2", False, False),
+]
+
+
+def embed_watermark(rgb: np.ndarray, bits: str, float_pixels: bool, swapped: bool = False) -> np.ndarray:
+    """``rgb`` marked with ``bits`` ('0'/'1' text) by the package, as a pipeline of GENERATOR_PIPELINES marks it."""
+    embedder = _dwt_dct_embedder()([int(bit) for bit in bits], wmLen=len(bits))
+    order = slice(None) if swapped else slice(None, None, -1)
+    image = np.ascontiguousarray(rgb[:, :, order], dtype=np.float32 if float_pixels else np.uint8)
+    marked = embedder.encode(image)[:, :, order]
+    return np.clip(np.round(marked), 0, 255).astype(np.uint8) if float_pixels else np.ascontiguousarray(marked)
+
+
+def package_decode(rgb: np.ndarray, length: int, domain: str) -> str:
+    """The bits the package's dwtDct decoder reads from 8-bit RGB in a domain of aiface.watermark, '0'/'1' text."""
+    decoder = _dwt_dct_embedder()([], wmLen=length)
+    order = slice(None) if domain == "float-swapped" else slice(None, None, -1)
+    image = np.ascontiguousarray(rgb[:, :, order], dtype=np.uint8 if domain == "8-bit" else np.float32)
+    return "".join("1" if bit else "0" for bit in decoder.decode(image))
+
+
 class HeldModel:
     """A stand-in forward pass whose first call blocks until ``release`` is set,
     so that requests pile up behind it deterministically, without sleeps.

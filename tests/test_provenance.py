@@ -162,7 +162,8 @@ def test_an_ai_declaration_overrides_a_real_looking_score(tiny_model_path, tmp_p
     assert declared["provenance"]["declared_by"] == "Content Credentials signed by Imagine AI Inc"
     plain = client.post("/v1/detect", data=fixtures()["plain.png"][0], content_type="image/png").json
     assert plain["label"] == "real" and plain["provenance"] == {
-        "status": "none", "declared_by": None, "line": "", "c2pa": None, "digital_source_type": None, "generator": None}
+        "status": "none", "declared_by": None, "line": "", "c2pa": None, "digital_source_type": None, "generator": None,
+        "watermark": None}
 
 
 def test_a_batch_gives_each_image_its_own_provenance(trusting_client):

@@ -13,6 +13,7 @@ import { compareWithRendered } from './rendered.js';
 import { findFacesApart, startFaceFinder } from './faces-client.js';
 import { MIN_SIDE, rgbaToRgb, toModelInput } from './preprocess.js';
 import { readTexts } from './provenance.js';
+import { findMark, MAX_PIXELS as WATERMARK_MAX_PIXELS } from './watermark.js';
 
 let loading = null;
 
@@ -204,15 +205,25 @@ function sniffed(bytes, mimeType) {
   return text.slice(4, 8) === 'ftyp' ? 'image/avif' : mimeType;
 }
 
-// What the file says about its origin: {c2pa, texts} as aiface/provenance.py reads them. A file
+// An open generator's invisible watermark in the file's pixels (watermark.js), as
+// aiface.watermark.read_watermark. Read here, not in a worker: a worker started per file costs more
+// than the decoder takes on pictures up to a few megapixels (docs/reliability.md).
+async function readWatermark(bytes, mimeType) {
+  const decoded = await decode(bytes, mimeType, WATERMARK_MAX_PIXELS);
+  return decoded.ok ? findMark(rgbaToRgb(decoded.rgba, decoded.width, decoded.height), decoded.width, decoded.height)
+    : null;
+}
+
+// What the file says about its origin: {c2pa, texts, watermark} as aiface/provenance.py reads them. A file
 // without a JUMBF box ('jumb') has no embedded manifest: the C2PA reader is not even started for it.
 async function provenance({ image, mimeType, trustAnchors }) {
   const started = performance.now();
   const bytes = fromBase64(image);
   const hasJumbf = bytes.length > 8 && new TextDecoder('latin1').decode(bytes).includes('jumb');
-  const [c2pa, texts] = await Promise.all([
-    hasJumbf ? readC2pa(bytes, sniffed(bytes, mimeType), trustAnchors) : null, readTexts(bytes)]);
-  return { ok: true, findings: { c2pa, texts }, ms: performance.now() - started };
+  const [c2pa, texts, watermark] = await Promise.all([
+    hasJumbf ? readC2pa(bytes, sniffed(bytes, mimeType), trustAnchors) : null, readTexts(bytes),
+    readWatermark(bytes, mimeType).catch(() => null)]);
+  return { ok: true, findings: { c2pa, texts, watermark }, ms: performance.now() - started };
 }
 
 // One request of the background (model-runner.js), answered: a check

@@ -7,6 +7,7 @@
 import RULES from './provenance.json' with { type: 'json' };
 
 export const DECLARED_AI = 'declared_ai';
+export const WATERMARKED_AI = 'watermarked_ai';
 export const { declared_words: DECLARED_WORDS } = RULES;
 
 const MAX_XMP_BYTES = 1 << 20;
@@ -34,8 +35,8 @@ export function generator(texts) {
 const signerName = (c2pa) => c2pa.signer?.organization || c2pa.signer?.common_name || 'an unnamed signer';
 const fill = (template, values) => template.replace(/\{(\w+)\}/g, (_, key) => String(values[key]));
 
-// The provenance answer for findings {c2pa, texts}, as aiface.provenance_rule.summarise.
-export function summarise({ c2pa = null, texts = {} }) {
+// The provenance answer for findings {c2pa, texts, watermark}, as aiface.provenance_rule.summarise.
+export function summarise({ c2pa = null, texts = {}, watermark = null }) {
   const xmpType = texts['xmp:DigitalSourceType'] ? sourceTypeName(texts['xmp:DigitalSourceType']) : null;
   const named = generator(texts);
   const sound = c2pa !== null && (c2pa.validation === 'valid' || c2pa.validation === 'trusted');
@@ -48,6 +49,8 @@ export function summarise({ c2pa = null, texts = {} }) {
     [status, declaredBy] = [DECLARED_AI, `its XMP metadata (DigitalSourceType ${xmpType})`];
   } else if (named !== null) {
     [status, declaredBy] = [DECLARED_AI, `${named.name} metadata (${named.field})`];
+  } else if (watermark !== null) {
+    [status, declaredBy] = [WATERMARKED_AI, `an invisible ${watermark.name} watermark`];
   } else if (c2pa !== null && !sound) {
     status = 'tampered';
   } else if (types.some((type) => RULES.capture_source_types.includes(type))) {
@@ -60,13 +63,15 @@ export function summarise({ c2pa = null, texts = {} }) {
     problems: c2pa?.problems?.join(', ') || 'unknown',
     generator: c2pa?.claim_generator || 'an unnamed tool',
     trust: sound && c2pa.validation === 'trusted' ? 'trusted' : 'not trusted',
+    ...(watermark && { mark: watermark.name, matching: watermark.matching_bits, bits: watermark.bits }),
   };
   return { status, declared_by: declaredBy, line: fill(RULES.lines[status], fields), c2pa,
-    digital_source_type: xmpType, generator: named };
+    digital_source_type: xmpType, generator: named, watermark };
 }
 
-// The verdict shown: declared_ai when the file declares AI generation, else the pixels' verdict.
-export const combine = (pixelVerdict, provenance) => (provenance.status === DECLARED_AI ? DECLARED_AI : pixelVerdict);
+// The verdict shown: declared_ai when the file declares AI generation or is watermarked, else the pixels'.
+export const combine = (pixelVerdict, provenance) =>
+  ([DECLARED_AI, WATERMARKED_AI].includes(provenance.status) ? DECLARED_AI : pixelVerdict);
 
 function indexOf(bytes, text, from = 0, to = bytes.length) {
   const needle = [...text].map((c) => c.charCodeAt(0));
