@@ -161,7 +161,9 @@ async function checkImage(url, access, shown, fetched) {
 async function fileProvenance(blob, settings) {
   const reply = await toOffscreen('provenance', blob, { trustAnchors: settings.trustAnchors.trim() || null })
     .catch(() => null);
-  return { ...summarise(reply?.findings ?? {}), ms: reply?.ms ?? null };
+  // No answer from the readers is "not checked", never "nothing there".
+  return { ...summarise(reply?.findings ?? { unread: ['busy: the provenance readers did not answer'] }),
+    ms: reply?.ms ?? null };
 }
 
 function withProvenance(verdict, { ms, ...provenance }) {

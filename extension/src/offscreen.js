@@ -11,7 +11,7 @@ import { cropRgba, scoredBox, wholeImageBox } from './crop.js';
 import { compareWithRendered } from './rendered.js';
 import { findFacesApart, startFaceFinder } from './faces-client.js';
 import { MIN_SIDE, rgbaToRgb, toModelInput } from './preprocess.js';
-import { readTexts } from './provenance.js';
+import { Budget, mayHoldManifest, readTexts } from './provenance.js';
 
 let loading = null;
 
@@ -203,15 +203,15 @@ function sniffed(bytes, mimeType) {
   return text.slice(4, 8) === 'ftyp' ? 'image/avif' : mimeType;
 }
 
-// What the file says about its origin: {c2pa, texts} as aiface/provenance.py reads them. A file
-// without a JUMBF box ('jumb') has no embedded manifest: the C2PA reader is not even started for it.
+// What the file says about its origin: {c2pa, texts, unread} as aiface/provenance.py reads them. A
+// file with no sign of a manifest (mayHoldManifest) is not even given to the C2PA reader.
 async function provenance({ image, mimeType, trustAnchors }) {
   const started = performance.now();
   const bytes = fromBase64(image);
-  const hasJumbf = bytes.length > 8 && new TextDecoder('latin1').decode(bytes).includes('jumb');
+  const budget = new Budget();
   const [c2pa, texts] = await Promise.all([
-    hasJumbf ? readC2pa(bytes, sniffed(bytes, mimeType), trustAnchors) : null, readTexts(bytes)]);
-  return { ok: true, findings: { c2pa, texts }, ms: performance.now() - started };
+    mayHoldManifest(bytes) ? readC2pa(bytes, sniffed(bytes, mimeType), trustAnchors) : null, readTexts(bytes, budget)]);
+  return { ok: true, findings: { c2pa, texts, unread: budget.unread }, ms: performance.now() - started };
 }
 
 chrome.runtime.onMessage.addListener((message, sender, sendResponse) => {

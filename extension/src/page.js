@@ -41,6 +41,8 @@ const STYLE = `
   .card .small { font-size: 11px; color: #555; }
   .card .provenance { font-weight: 600; }
   .card .provenance[data-status="tampered"], .card .provenance[data-status="untrusted_capture"] { color: #b71c1c; }
+  .card .provenance[data-status="unavailable"], .card .provenance[data-status="remote"] { color: #6d4c00; }
+  .card .named { font-size: 11px; color: #555; }
   .card button { font: 600 12px system-ui, sans-serif; cursor: pointer; }
   .card .close { position: absolute; right: 6px; top: 4px; border: 0; background: none; font-size: 16px; color: #555; }
   .card .actions { display: flex; gap: 8px; margin-top: 8px; align-items: center; flex-wrap: wrap; }
@@ -176,8 +178,15 @@ function provenanceLines(provenance) {
   }
   const line = element('p', 'provenance', provenance.line);
   line.setAttribute('data-status', provenance.status);
-  return [line];
+  const named = [['Signer', signerOf(provenance.c2pa)], ['Tool', provenance.c2pa?.claim_generator]]
+    .filter(([, value]) => value).map(([what, value]) => `${what}: \u201c${asData(value)}\u201d`);
+  // Names the file gives, apart from our sentence and marked as the file's own words.
+  return named.length ? [line, element('p', 'named', `As the file names them: ${named.join(' · ')}`)] : [line];
 }
+
+const signerOf = (c2pa) => c2pa?.signer?.organization || c2pa?.signer?.common_name;
+// A file's text shown as data: one line, no control characters, bounded.
+const asData = (value) => String(value).replace(/\p{Cc}|\p{Zl}|\p{Zp}/gu, ' ').slice(0, 80);
 
 function show(srcUrl, verdict) {
   shown.get(srcUrl)?.remove();
