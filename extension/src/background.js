@@ -6,7 +6,7 @@ import { checkFile, forgetTab, startScan } from './checked-files.js';
 import { recordReport } from './report-worker.js';
 import { autoScans, loadScanSettings } from './scan-settings.js';
 import { errorMessage, ReplyError, validDetection } from './reply.js';
-import { loadSettings, originPattern, serverAllowed, serverUrlProblem } from './settings.js';
+import { loadSettings, originPattern, serverAllowed, serverUrlProblem, serviceHeaders } from './settings.js';
 import { combine, DECLARED_AI, DECLARED_WORDS, summarise } from './provenance.js';
 import { describe } from './verdict.js';
 
@@ -393,16 +393,16 @@ async function classifyOnServer(blob, settings, explain) {
     throw new CheckError('server_refused', problem);
   }
   const upload = await reencode(blob);
-  return post(base, upload, explain);
+  return post(base, upload, explain, serviceHeaders(settings, base));
 }
 
-async function post(base, upload, explain) {
+async function post(base, upload, explain, headers) {
   const form = new FormData();
   form.append('image', upload, upload.type === 'image/png' ? 'image.png' : 'image.jpg');
   let response;
   try {
     response = await fetch(`${base}/v1/detect${explain ? '?explain=1' : ''}`, {
-      method: 'POST', body: form, credentials: 'omit', referrerPolicy: 'no-referrer',
+      method: 'POST', body: form, headers, credentials: 'omit', referrerPolicy: 'no-referrer',
       signal: AbortSignal.timeout(SERVICE_TIMEOUT_MS),
     });
   } catch (error) {
@@ -411,7 +411,7 @@ async function post(base, upload, explain) {
   const body = await response.json().catch(() => null);
   // A service that cannot explain (TF Serving behind it) can still judge.
   if (explain && body?.error?.code === 'explanation_unavailable') {
-    return post(base, upload, false);
+    return post(base, upload, false, headers);
   }
   if (!response.ok) {
     throw new CheckError('server_error', `Your detection service could not check it: ${errorMessage(body, response.status)}.`);
