@@ -3,7 +3,7 @@
 Under node: the JS readers (XMP, PNG text chunks, EXIF) and the rule on the
 Python findings. In headless Chromium: the whole check, C2PA included (the
 official reader's WebAssembly in the offscreen document), shown on the card
-and as ``data-ai-face-provenance``.
+and in the verdict read in the isolated world.
 """
 
 from __future__ import annotations

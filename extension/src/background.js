@@ -7,6 +7,7 @@ import { recordReport } from './report-worker.js';
 import { autoScans, loadScanSettings } from './scan-settings.js';
 import { errorMessage, ReplyError, validDetection } from './reply.js';
 import { loadSettings, originPattern, serverAllowed, serverUrlProblem, serviceHeaders } from './settings.js';
+import { COLOURS, TOOLBAR_MARKS } from './marks.js';
 import { combine, DECLARED_AI, DECLARED_WORDS, summarise } from './provenance.js';
 import { describe } from './verdict.js';
 
@@ -458,7 +459,23 @@ async function inPage(target, method, args) {
   return result?.value ?? null;
 }
 
+// The latest verdict in this tab, on the toolbar icon: no page can draw there,
+// so a badge on the page that disagrees with it is an imitation.
+function markToolbar(tabId, srcUrl, verdict) {
+  const code = verdict.error ? 'error' : verdict.words.code;
+  const name = decodeURIComponent(new URL(srcUrl).pathname.split('/').pop() || '') || 'an image';
+  const said = verdict.error ? `not checked (${verdict.message})` : `${verdict.words.label}, ${verdict.words.percent}`;
+  Promise.all([
+    chrome.action.setBadgeText({ tabId, text: TOOLBAR_MARKS[code] }),
+    chrome.action.setBadgeBackgroundColor({ tabId, color: COLOURS[code][0] }),
+    chrome.action.setBadgeTextColor?.({ tabId, color: COLOURS[code][1] }),
+    chrome.action.setTitle({ tabId, title: `AI face check, latest in this tab: ${srcUrl.startsWith('data:')
+      ? 'an embedded image' : name.slice(0, 60)}: ${said}` }),
+  ]).catch((error) => console.warn(`AI face check: the toolbar mark failed: ${error.message}`));
+}
+
 async function showOnPage(tabId, frameId, srcUrl, verdict) {
+  markToolbar(tabId, srcUrl, verdict);
   // An image in a frame from another site may be out of reach: the verdict
   // then shows in the top frame, in a corner.
   for (const frame of new Set([frameId, 0])) {
