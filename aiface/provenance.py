@@ -258,7 +258,8 @@ def _xmp_texts(data: bytes) -> dict:
     texts = {}
     for field, spec in XMP_FIELDS.items():
         namespace = re.escape(spec["namespace"])
-        prefixes = {spec["prefix"], *re.findall(XMP_PREFIX.replace("%NAMESPACE%", namespace), packet)}
+        bound = list(dict.fromkeys(re.findall(XMP_PREFIX.replace("%NAMESPACE%", namespace), packet)))
+        prefixes = {spec["prefix"], *bound[:LIMITS["xmp_prefixes"]]}  # a packet could bind thousands
         names = "|".join(re.escape(prefix) for prefix in sorted(prefixes))
         match = re.search(XMP_VALUE.replace("%PROPERTY%", f"(?:{names}):{spec['name']}"), packet)
         if match:

@@ -71,6 +71,7 @@ LIMITS = {
     # cost grows faster than the square of the count (1,000: 0.15 s, 2,000: 1.3 s).
     "jumbf_boxes": 1_000,
     "items": 8,  # problem codes and source types kept per manifest
+    "xmp_prefixes": 8,  # prefixes bound to a field's namespace that are looked under, besides the usual one
 }
 # A file holds a C2PA manifest, or the address of one, only if one of these is in
 # its bytes: a JUMBF superbox, or XMP's dcterms:provenance. Other files never wait

@@ -159,7 +159,8 @@ function xmpTexts(bytes) {
   const texts = {};
   for (const [field, spec] of Object.entries(RULES.xmp_fields)) {
     const bound = new RegExp(RULES.xmp_prefix.replaceAll('%NAMESPACE%', escaped(spec.namespace)), 'g');
-    const prefixes = [...new Set([spec.prefix, ...[...packet.matchAll(bound)].map((match) => match[1])])].sort();
+    const found = [...new Set([...packet.matchAll(bound)].map((match) => match[1]))].slice(0, LIMITS.xmp_prefixes);
+    const prefixes = [...new Set([spec.prefix, ...found])].sort(); // a packet could bind thousands
     const names = prefixes.map(escaped).join('|');
     const match = new RegExp(RULES.xmp_value.replaceAll('%PROPERTY%', `(?:${names}):${spec.name}`)).exec(packet);
     if (match) {
