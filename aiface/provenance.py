@@ -18,7 +18,8 @@ input: a malformed, huge or hostile block gives a finding that says so.
 - XMP: the first packet (from ``<?xpacket begin`` or ``xmpmeta`` to its end, at
   most ``LIMITS["xmp_bytes"]``, in UTF-8 or UTF-16), its fields found under any
   prefix bound to their namespace (``provenance_rule.XMP_FIELDS``).
-- PNG: the tEXt, zTXt and iTXt chunks (keyword -> text), at most
+- PNG: the tEXt, zTXt and iTXt chunks (keyword -> text; XMP is read from its
+  ``XML:com.adobe.xmp`` chunk too, compressed or not), at most
   ``LIMITS["chunks"]`` chunks walked and ``LIMITS["texts_bytes"]`` of text read,
   inflated or not; a compression method other than deflate is skipped, as Pillow
   does. Past a limit the rest is not read and ``unread`` says so.
@@ -60,6 +61,7 @@ MAX_TEXT_BYTES = LIMITS["text_bytes"]
 MAX_ITEMS = LIMITS["items"]
 EXIF_FIELDS = {0x0131: "exif:Software", 0x010F: "exif:Make", 0x0110: "exif:Model", 0x013B: "exif:Artist"}
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PNG_XMP_KEY = "png:XML:com.adobe.xmp"
 # c2pa-rs reports a signer not on the trust list as a failure; it is not one of the file's.
 UNTRUSTED = "signingCredential.untrusted"
 
@@ -336,7 +338,10 @@ def _exif_texts(data: bytes) -> dict:
 def read_texts(data: bytes, budget: Budget | None = None) -> dict:
     """The metadata fields that can name a generator or a source type; ``budget.unread`` says what was not read."""
     budget = budget or Budget()
-    return {**_exif_texts(data), **_png_texts(data, budget), **_xmp_texts(data)}
+    png = _png_texts(data, budget)
+    # A PNG's XMP is an iTXt chunk, often compressed: read there when the file's bytes show none.
+    xmp = _xmp_texts(data) or _xmp_texts(png.get(PNG_XMP_KEY, "").encode("utf-8"))
+    return {**_exif_texts(data), **png, **xmp}
 
 
 def read_provenance(data: bytes, trust_anchors: str | None = None) -> dict:

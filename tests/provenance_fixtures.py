@@ -122,6 +122,15 @@ def xmp_jpeg(source_type: str, description: str | None = None, encoding: str = "
     return picture("JPEG", xmp=xmp_packet(description).encode(encoding))
 
 
+def xmp_png() -> bytes:
+    """A PNG whose XMP declaring AI generation is in a compressed iTXt chunk: not in the file's bytes as text."""
+    info = PngImagePlugin.PngInfo()
+    description = ('xmlns:Iptc4xmpExt="http://iptc.org/std/Iptc4xmpExt/2008-02-29/" '
+                   f'Iptc4xmpExt:DigitalSourceType="{IPTC}trainedAlgorithmicMedia"/>')
+    info.add_itxt("XML:com.adobe.xmp", xmp_packet(description), zip=True)
+    return picture("PNG", pnginfo=info)
+
+
 # The same declaration as other writers put it: another prefix, single quotes,
 # spaces around "=", the element form, character references, UTF-16.
 XMP_VARIANTS = {
@@ -209,6 +218,7 @@ def fixtures() -> dict[str, tuple[bytes, str]]:
                                   "declared_ai"),
         **{f"xmp_{name}.jpg": (xmp_jpeg("", description), "declared_ai") for name, description in XMP_VARIANTS.items()},
         "xmp_utf16.jpg": (xmp_jpeg("trainedAlgorithmicMedia", encoding="utf-16-be"), "declared_ai"),
+        "xmp_compressed.png": (xmp_png(), "declared_ai"),
         # A manifest with more JUMBF boxes than the reader is given: not read.
         "c2pa_many_boxes.jpg": (ai + b"jumd" * 1_001, "unavailable"),
         "png_text_bomb.png": (png_text_bomb(), "unavailable"),  # more chunks than are walked

@@ -311,7 +311,13 @@ function exifTexts(bytes) {
 // The metadata fields that can name a generator or a source type, as aiface.provenance.read_texts;
 // budget.unread says what was not read.
 export async function readTexts(bytes, budget = new Budget()) {
-  return { ...exifTexts(bytes), ...(await pngTexts(bytes, budget)), ...xmpTexts(bytes) };
+  const png = await pngTexts(bytes, budget);
+  // A PNG's XMP is an iTXt chunk, often compressed: read there when the file's bytes show none.
+  let xmp = xmpTexts(bytes);
+  if (Object.keys(xmp).length === 0) {
+    xmp = xmpTexts(new TextEncoder().encode(png['png:XML:com.adobe.xmp'] ?? ''));
+  }
+  return { ...exifTexts(bytes), ...png, ...xmp };
 }
 
 // Whether a file may hold a C2PA manifest or its address (RULES.manifest_markers); others skip the C2PA reader.
