@@ -9,6 +9,7 @@
 // the worker (WebAssembly cannot be interrupted otherwise) and answers
 // `unavailable`, as do the reads it held up: never a broken manifest.
 import RULES from './provenance.json' with { type: 'json' };
+import { sourceTypeName } from './provenance.js';
 
 const WORKER = 'dist/c2pa/c2pa_worker.js';
 const WASM = 'dist/c2pa/c2pa_bg.wasm';
@@ -78,12 +79,11 @@ const notRead = (validation, why) => ({ validation, problems: [why], signer: nul
   digital_source_types: [] });
 
 const KNOWN_TYPES = [...RULES.ai_source_types, ...RULES.capture_source_types];
-const typeName = (value) => value.replace(/^[ \t\r\n]+|[ \t\r\n]+$/g, '').replace(/\/+$/, '').split('/').pop();
 
 // Each digitalSourceType once, the AI and capture ones first, as aiface.provenance.source_types.
 export function sourceTypes(found) {
   const unique = [...new Set(found)];
-  const known = unique.filter((type) => KNOWN_TYPES.includes(typeName(type)));
+  const known = unique.filter((type) => KNOWN_TYPES.includes(sourceTypeName(type)));
   return [...known, ...unique.filter((type) => !known.includes(type))].slice(0, MAX_ITEMS);
 }
 
