@@ -14,7 +14,7 @@ from flask import Flask, Request, g
 from flask_cors import CORS
 
 from aiface.bundle import ModelLoadError
-from server import admission, errors
+from server import admission, errors, keys
 from server import config as settings
 from server.api import EXTENSION_KEY, bp
 from server.detector import Detector
@@ -76,6 +76,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     if app.config["ALLOWED_ORIGINS"]:
         CORS(app, origins=app.config["ALLOWED_ORIGINS"], methods=["GET", "POST"])
     errors.register(app)
+    keys.register(app)  # before admission: an unknown caller's body is never read
     admission.register(app)
     app.register_blueprint(bp)
     app.after_request(_protective_headers)

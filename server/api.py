@@ -8,6 +8,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from flask import Blueprint, current_app, jsonify, request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from aiface.answer import answer, file_provenance
 from aiface.preprocess import ImageError
@@ -71,6 +72,18 @@ def _explain_requested() -> bool:
     return True
 
 
+def _form_over_limits() -> ApiError:
+    """Why the form parser gave up on a body within MAX_CONTENT_LENGTH: too many parts, or a big text field."""
+    body = request.environ["wsgi.input"].getvalue()  # server.body buffered it
+    boundary = request.mimetype_params.get("boundary", "")
+    parts = body.count(b"--" + boundary.encode("latin-1")) - 1 if boundary else 0
+    if parts > (request.max_form_parts or 0):
+        return ApiError(413, "too_many_images", f"{parts:,} form parts sent; at most "
+                        f"{current_app.config['MAX_BATCH_IMAGES']} images per request")
+    return ApiError(413, "form_field_too_large", f"a form field without a file is over the "
+                    f"{request.max_form_memory_size:,} bytes allowed; send images as files")
+
+
 def _unsupported_type() -> ApiError:
     given = request.mimetype or "none"
     return ApiError(
@@ -84,7 +97,10 @@ def _unsupported_type() -> ApiError:
 def _uploads() -> list[bytes]:
     """The uploaded images' bytes, in order; read into memory and never written anywhere."""
     if request.mimetype == "multipart/form-data":
-        files = request.files.getlist("image")
+        try:
+            files = request.files.getlist("image")
+        except RequestEntityTooLarge:
+            raise _form_over_limits() from None
         if not files:
             raise ApiError(400, "missing_image", "no multipart field named 'image' in the request")
         return [file.read() for file in files]

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from aiface.preprocess import DEFAULT_MAX_BYTES, DEFAULT_MAX_IMAGE_PIXELS
 from aiface.provenance import TrustAnchorError, load_trust_anchors
+from server.keys import KeysFileError, read_digests
 
 ENV_PREFIX = "AIFACE_"
 
@@ -62,6 +63,12 @@ DEFAULTS = {
     # signers: a capture signed by one is shown as trusted. None by default, so
     # no signature counts as trusted (aiface/provenance.py).
     "TRUST_ANCHORS": "",
+    # A file of the API keys' SHA-256 hex digests, one per line (server/keys.py):
+    # set, every /v1/ request needs "Authorization: Bearer <key>". Unset, anyone
+    # who reaches the service may use it.
+    "API_KEYS_FILE": "",
+    # Requests one key may make a minute, in each process (429 past that).
+    "API_KEY_RATE_PER_MINUTE": 120.0,
 }
 BACKENDS = ("local", "tfserving")
 
@@ -98,6 +105,8 @@ PARSERS: dict[str, Callable[[str], object]] = {
     "TFSERVING_URL": str,
     "TFSERVING_TIMEOUT_S": float,
     "TRUST_ANCHORS": str,
+    "API_KEYS_FILE": str,
+    "API_KEY_RATE_PER_MINUTE": float,
 }
 
 
@@ -132,6 +141,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "MAX_IN_FLIGHT": (1, 100_000),
     "INFERENCE_TIMEOUT_S": (0.001, 3600.0),
     "TFSERVING_TIMEOUT_S": (0.001, 3600.0),
+    "API_KEY_RATE_PER_MINUTE": (1.0, 1_000_000.0),
 }
 BOOLEANS = ("MICRO_BATCHING", "FACE_DETECTION")
 # scheme://host[:port] with nothing after it: CORS compares origins exactly.
@@ -174,6 +184,13 @@ def normalise(config: dict) -> None:
         load_trust_anchors(config["TRUST_ANCHORS"])
     except TrustAnchorError as error:
         raise ConfigError(f"TRUST_ANCHORS: {error}") from None
+    if config["API_KEYS_FILE"]:
+        try:
+            listed = read_digests(config["API_KEYS_FILE"])
+        except KeysFileError as error:
+            raise ConfigError(f"API_KEYS_FILE: {error}") from None
+        if not listed:
+            raise ConfigError(f"API_KEYS_FILE: {config['API_KEYS_FILE']} lists no key; nobody could use the service")
     if config["MODEL_BACKEND"] == "tfserving" and not str(config["TFSERVING_URL"]).startswith(("http://", "https://")):
         raise ConfigError(
             "MODEL_BACKEND=tfserving needs TFSERVING_URL, the model's REST address, "

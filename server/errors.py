@@ -44,7 +44,7 @@ def _unavailable(code: str, error: Exception):
 def register(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def _api_error(error: ApiError):
-        return jsonify(error_body(error.code, error.message)), error.status
+        return jsonify(error_body(error.code, error.message)), error.status, error.headers
 
     @app.errorhandler(ImageError)
     def _image_error(error: ImageError):

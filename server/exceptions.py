@@ -10,13 +10,14 @@ from __future__ import annotations
 
 
 class ApiError(Exception):
-    """A request the client must change: an HTTP ``status``, a ``code`` and a message in words."""
+    """A request the client must change: an HTTP ``status``, a ``code``, a message in words, and headers."""
 
-    def __init__(self, status: int, code: str, message: str):
+    def __init__(self, status: int, code: str, message: str, headers: dict | None = None):
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.headers = headers or {}
 
 
 class Busy(RuntimeError):

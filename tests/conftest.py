@@ -85,3 +85,36 @@ def browser():
     chromium = tool("chromium", "/usr/bin/chromium")
     build_extension()
     return node, chromium
+
+
+class Listener:
+    """A socket listening on 127.0.0.1 that must be left alone: ``connections()`` counts who knocked."""
+
+    def __init__(self):
+        import socket
+
+        self.socket = socket.socket()
+        self.socket.bind(("127.0.0.1", 0))
+        self.socket.listen(16)
+        self.socket.setblocking(False)
+        self.port = self.socket.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}/manifest.c2pa"
+
+    def connections(self) -> int:
+        """Connections made so far: a connect completes in the kernel's backlog, accepted or not."""
+        count = 0
+        while True:
+            try:
+                connection, _ = self.socket.accept()
+            except BlockingIOError:
+                return count
+            connection.close()
+            count += 1
+
+
+@pytest.fixture
+def listener():
+    """A local port that a reader must never connect to (the address named inside a crafted file)."""
+    listening = Listener()
+    yield listening
+    listening.socket.close()

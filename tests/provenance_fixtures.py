@@ -76,21 +76,28 @@ def picture(fmt: str = "JPEG", seed: int = 5, size: int = 64, **options) -> byte
     return buffer.getvalue()
 
 
-def sign(data: bytes, fmt: str, source_type: str, organization: str, tool: str) -> bytes:
+def sign(data: bytes, fmt: str, source_type: str, organization: str, tool: str, *, actions: list | None = None,
+         remote_url: str | None = None, embed: bool = False) -> bytes:
     """``data`` with a C2PA manifest signed by ``organization``'s chain, declaring ``source_type``.
 
-    c2pa-rs requires a digitalSourceType on a c2pa.created action.
+    c2pa-rs requires a digitalSourceType on a c2pa.created action; ``actions``
+    are more after it. With ``remote_url`` the file names that address and, unless
+    ``embed``, holds no manifest itself (a "cloud" manifest, as c2pa-rs's cloud.jpg).
     """
     import c2pa
 
     certificates, key, _ = chain(organization, f"{organization} signer")
     action = {"action": "c2pa.created", "digitalSourceType": IPTC + source_type}
     manifest = {"claim_generator_info": [{"name": tool, "version": "1.0"}], "title": f"image.{fmt.lower()}",
-                "assertions": [{"label": "c2pa.actions", "data": {"actions": [action]}}]}
+                "assertions": [{"label": "c2pa.actions", "data": {"actions": [action, *(actions or [])]}}]}
     context = c2pa.Context.from_dict({"builder": {"thumbnail": {"enabled": False}}})
     signer = c2pa.Signer.from_info(c2pa.C2paSignerInfo(b"es256", certificates, key, None))
     out = io.BytesIO()
     with c2pa.Builder(manifest, context=context) as builder:
+        if remote_url:
+            builder.set_remote_url(remote_url)
+        if remote_url and not embed:
+            builder.set_no_embed()
         builder.sign(signer, MIME[fmt], io.BytesIO(data), out)
     return out.getvalue()
 
@@ -102,12 +109,53 @@ def tampered(data: bytes) -> bytes:
     return bytes(changed)
 
 
-def xmp_jpeg(source_type: str) -> bytes:
-    packet = ('<?xpacket begin="" id="W5M0MpCehiHzreSzNTczkc9d"?><x:xmpmeta xmlns:x="adobe:ns:meta/">'
-              '<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description rdf:about="" '
-              'xmlns:Iptc4xmpExt="http://iptc.org/std/Iptc4xmpExt/2008-02-29/" '
-              f'Iptc4xmpExt:DigitalSourceType="{IPTC}{source_type}"/></rdf:RDF></x:xmpmeta><?xpacket end="w"?>')
-    return picture("JPEG", xmp=packet.encode())
+def xmp_packet(description: str) -> str:
+    """An XMP packet whose rdf:Description carries ``description`` (attributes, then ``/>`` or children)."""
+    return ('<?xpacket begin="" id="W5M0MpCehiHzreSzNTczkc9d"?><x:xmpmeta xmlns:x="adobe:ns:meta/">'
+            '<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description rdf:about="" '
+            f'{description}</rdf:RDF></x:xmpmeta><?xpacket end="w"?>')
+
+
+def xmp_jpeg(source_type: str, description: str | None = None, encoding: str = "utf-8") -> bytes:
+    description = description or ('xmlns:Iptc4xmpExt="http://iptc.org/std/Iptc4xmpExt/2008-02-29/" '
+                                  f'Iptc4xmpExt:DigitalSourceType="{IPTC}{source_type}"/>')
+    return picture("JPEG", xmp=xmp_packet(description).encode(encoding))
+
+
+def xmp_png() -> bytes:
+    """A PNG whose XMP declaring AI generation is in a compressed iTXt chunk: not in the file's bytes as text."""
+    info = PngImagePlugin.PngInfo()
+    description = ('xmlns:Iptc4xmpExt="http://iptc.org/std/Iptc4xmpExt/2008-02-29/" '
+                   f'Iptc4xmpExt:DigitalSourceType="{IPTC}trainedAlgorithmicMedia"/>')
+    info.add_itxt("XML:com.adobe.xmp", xmp_packet(description), zip=True)
+    return picture("PNG", pnginfo=info)
+
+
+# The same declaration as other writers put it: another prefix, single quotes,
+# spaces around "=", the element form, character references, UTF-16.
+XMP_VARIANTS = {
+    "prefix": "xmlns:ext='http://iptc.org/std/Iptc4xmpExt/2008-02-29/' ext:DigitalSourceType = "
+              f"'{IPTC}trainedAlgorithmicMedia'/>",
+    "element": 'xmlns:Iptc = "http://iptc.org/std/Iptc4xmpExt/2008-02-29/"><Iptc:DigitalSourceType>'
+               f"\n  {IPTC}trainedAlgorithmicMedia\n</Iptc:DigitalSourceType></rdf:Description>",
+    "resource": 'xmlns:Iptc4xmpExt="http://iptc.org/std/Iptc4xmpExt/2008-02-29/">'
+                f"<Iptc4xmpExt:DigitalSourceType rdf:resource='{IPTC}trainedAlgorithmicMedia'/></rdf:Description>",
+    "references": 'xmlns:Iptc4xmpExt="http://iptc.org/std/Iptc4xmpExt/2008-02-29/" Iptc4xmpExt:DigitalSourceType='
+                  f'"{IPTC}&#x74;rained&#65;lgorithmicMedia"/>',
+}
+
+
+def png_text_bomb(chunks: int = 10_000) -> bytes:
+    """A PNG with ``chunks`` compressed iTXt chunks of an unknown compression method (Pillow skips them)."""
+    import struct
+    import zlib
+
+    body = zlib.compress(b"A" * 64 * 1024, 9)
+    data = picture("PNG")
+    extra = b"".join(
+        struct.pack(">I", len(part)) + b"iTXt" + part + struct.pack(">I", zlib.crc32(b"iTXt" + part))
+        for part in (f"k{index}".encode() + b"\x00\x01\x07\x00\x00" + body for index in range(chunks)))
+    return data[:33] + extra + data[33:]
 
 
 def png_with_text(chunks: dict[str, str], compressed: bool = False) -> bytes:
@@ -159,6 +207,21 @@ def fixtures() -> dict[str, tuple[bytes, str]]:
         "exif_firefly.jpg": (exif_jpeg(Software="Adobe Firefly"), "declared_ai"),
         "exif_camera.jpg": (exif_jpeg(Make="Canon", Model="EOS R5", Software="Adobe Photoshop 25.0"), "none"),
         "plain.png": (picture("PNG", seed=9), "none"),
+        # Never fetched: the address is a closed local port (the fetch tests use a listening one).
+        "c2pa_remote.jpg": (sign(picture("JPEG"), "JPEG", "trainedAlgorithmicMedia", "Imagine AI Inc", "Imagine",
+                                 remote_url="http://127.0.0.1:9/manifest.c2pa"), "remote"),
+        "c2pa_many_actions.jpg": (sign(picture("JPEG"), "JPEG", "digitalCreation", "Imagine AI Inc", "Imagine",
+                                       actions=[*({"action": "c2pa.edited", "digitalSourceType": IPTC + f"minor{k}"}
+                                                  for k in range(10)),
+                                                {"action": "c2pa.edited",
+                                                 "digitalSourceType": IPTC + "trainedAlgorithmicMedia"}]),
+                                  "declared_ai"),
+        **{f"xmp_{name}.jpg": (xmp_jpeg("", description), "declared_ai") for name, description in XMP_VARIANTS.items()},
+        "xmp_utf16.jpg": (xmp_jpeg("trainedAlgorithmicMedia", encoding="utf-16-be"), "declared_ai"),
+        "xmp_compressed.png": (xmp_png(), "declared_ai"),
+        # A manifest with more JUMBF boxes than the reader is given: not read.
+        "c2pa_many_boxes.jpg": (ai + b"jumd" * 1_001, "unavailable"),
+        "png_text_bomb.png": (png_text_bomb(), "unavailable"),  # more chunks than are walked
     }
 
 

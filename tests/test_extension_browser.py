@@ -92,7 +92,7 @@ def tiny_run(browser, tmp_path_factory):
                      "image": {"width": 96, "height": 96}, "faces": [], "scored": "whole_image"}
     forms = [
         {"localOnly": True, "serverUrl": "ftp://example.test", "maxLocalMegapixels": 8},
-        {"localOnly": True, "serverUrl": "https://example.test:5000", "maxLocalMegapixels": 8},
+        {"localOnly": True, "serverUrl": "https://example.test:5000", "maxLocalMegapixels": 8, "apiKey": " key-1 "},
         {"localOnly": False, "serverUrl": "http://example.test", "maxLocalMegapixels": 8},
         {"localOnly": True, "serverUrl": "", "maxLocalMegapixels": 0.05},
         {"localOnly": True, "serverUrl": "http://localhost:5000", "maxLocalMegapixels": 0.5},
@@ -245,7 +245,8 @@ def test_options_page_shows_threshold_and_saves_settings(tiny_run):
     )
     assert refused["stored"]["serverUrl"] != "ftp://example.test"  # left as the last check stored it
     assert saved["status"] == "Saved."
-    assert saved["stored"] == {"localOnly": True, "serverUrl": "https://example.test:5000", "maxLocalMegapixels": 8}
+    assert saved["stored"] == {"localOnly": True, "serverUrl": "https://example.test:5000", "maxLocalMegapixels": 8,
+                               "apiKey": "key-1", "apiKeyOrigin": "https://example.test:5000"}
     # A value refused is never stored: what was saved before stays.
     assert plain_http["status"].startswith(
         "Not saved. The server URL must use https:// unless the service runs on this"
@@ -254,4 +255,6 @@ def test_options_page_shows_threshold_and_saves_settings(tiny_run):
                                             'megapixels from 0.1 to 80; "0.05" was not saved.')
     assert plain_http["stored"] == too_few_megapixels["stored"] == saved["stored"]
     assert loopback["status"] == "Saved."
-    assert loopback["stored"] == {"localOnly": True, "serverUrl": "http://localhost:5000", "maxLocalMegapixels": 0.5}
+    # The key was saved for another server: saving this one without it drops it.
+    assert loopback["stored"] == {"localOnly": True, "serverUrl": "http://localhost:5000", "maxLocalMegapixels": 0.5,
+                                  "apiKey": "", "apiKeyOrigin": ""}

@@ -198,10 +198,25 @@ def profile(browser, tmp_path_factory):
         {"read": True, "name": "badges"}, {"screenshot": "profile-badges.png"},
         {"click": "badge", "src": "avatar.jpg"}, {"click": "badge", "src": "friend2.png"},
         {"read": True, "name": "cards"}, {"screenshot": "profile-cards.png"},
-        {"evaluate": "[...document.querySelectorAll('[data-ai-face-verdict]')].map((host) => ({"
-                     " shadowRoot: host.shadowRoot,"
-                     " text: host.textContent, probability: host.getAttribute('data-ai-face-verdict') }))",
+        # What a page script finds of our verdicts: hosts at the end of <html>, nothing to read or select.
+        {"evaluate": "[...document.documentElement.children].filter((node) => node.tagName === 'DIV').map((host) =>"
+                     " ({ shadowRoot: host.shadowRoot, text: host.textContent,"
+                     " attributes: host.getAttributeNames().filter((name) => name !== 'style'),"
+                     " marked: document.querySelectorAll('[data-ai-face-verdict], [data-ai-face-provenance]')"
+                     ".length }))",
          "name": "seen_by_page"},
+        # The page tries to hide our badges with its own !important rules and to restyle a host in place.
+        {"evaluate": "(() => { const sheet = document.createElement('style');"
+                     " sheet.textContent = 'html > div { display: none !important; opacity: 0 !important;"
+                     " transform: scale(0) !important; }'; document.head.append(sheet);"
+                     " const host = [...document.documentElement.children].find((n) => n.tagName === 'DIV');"
+                     " host.style.setProperty('visibility', 'hidden', 'important');"
+                     " host.setAttribute('data-forged', 'No sign of AI'); return true; })()"},
+        {"read": True, "name": "restyled"},
+        {"toolbar": True, "name": "toolbar"},
+        # The page swaps an image's file: its verdict goes with the file it was about.
+        {"evaluate": "document.querySelector('img[src$=\"friend1.png\"]').src = 'friend2.png'"},
+        {"read": True, "name": "swapped_src"},
         # The service unreachable: an image too large for the browser's limit is checked there anyway, scaled down.
         {"settings": {**service_on, "serverUrl": "http://127.0.0.1:9", "maxLocalMegapixels": 0.01}},
         {"check": "avatar.jpg", "name": "unreachable"},
@@ -308,7 +323,29 @@ def test_scored_faces_are_outlined(profile):
 def test_the_page_cannot_read_or_rewrite_the_verdict(profile):
     hosts = profile[0]["seen_by_page"]["value"]
     assert len(hosts) == len(ALL_IMAGES)
-    assert all(host["shadowRoot"] is None and host["text"] == "" and float(host["probability"]) >= 0 for host in hosts)
+    assert all(host == {"shadowRoot": None, "text": "", "attributes": [], "marked": 0} for host in hosts)
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_the_page_cannot_hide_or_restyle_our_badges_and_the_toolbar_repeats_the_verdict(profile):
+    named = profile[0]
+    restyled = named["restyled"]["verdicts"]
+    assert len(restyled) == len(ALL_IMAGES)
+    assert all(v["badge"] and v["badge"]["width"] > 20 and v["badge"]["height"] > 10 for v in restyled), restyled
+    # Where no page can draw: the last verdict in the tab (gallery.png, checked last), in words.
+    toolbar, last = named["toolbar"], named["checks"]["gallery.png"]["words"]
+    marks = {"declared_ai": "AI", "likely_ai": "AI", "inconclusive": "?", "no_sign": "no"}
+    assert toolbar["text"] == marks[last["code"]]
+    assert toolbar["title"] == f"AI face check, latest in this tab: gallery.png: {last['label']}, {last['percent']}"
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_a_verdict_goes_when_the_page_swaps_its_images_file(profile):
+    before = {v["srcUrl"].rsplit("/", 1)[1] for v in profile[0]["restyled"]["verdicts"]}
+    after = {v["srcUrl"].rsplit("/", 1)[1] for v in profile[0]["swapped_src"]["verdicts"]}
+    assert "friend1.png" in before and after == before - {"friend1.png"}
 
 
 @pytest.mark.browser

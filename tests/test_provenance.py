@@ -10,10 +10,11 @@ import zlib
 
 import pytest
 
+from aiface import provenance
 from aiface import provenance_rule as rule
 from aiface.bundle import metadata_path
 from aiface.provenance import MAX_TEXT_BYTES, load_trust_anchors, read_provenance, read_texts
-from provenance_fixtures import A1111, fixtures, picture, png_with_text, sign, trusted_root
+from provenance_fixtures import A1111, IPTC, fixtures, picture, png_text_bomb, png_with_text, sign, trusted_root
 from server import StartupError, create_app
 
 
@@ -112,6 +113,133 @@ def test_a_damaged_manifest_gives_a_finding_never_an_exception(damage):
     assert summary["status"] in ("tampered", "none")
 
 
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+def test_a_manifest_at_an_address_is_reported_remote_and_never_fetched(fmt, listener):
+    data = sign(picture(fmt), fmt, "trainedAlgorithmicMedia", "Imagine AI Inc", "Imagine", remote_url=listener.url)
+    found = read_provenance(data)
+    assert listener.connections() == 0
+    assert found["c2pa"]["validation"] == "remote"
+    summary = rule.summarise(found)
+    assert summary["status"] == "remote" and str(listener.port) not in summary["line"]
+
+
+def test_an_embedded_manifest_that_also_names_an_address_is_read_without_fetching(listener):
+    data = sign(picture("JPEG"), "JPEG", "trainedAlgorithmicMedia", "Imagine AI Inc", "Imagine",
+                remote_url=listener.url, embed=True)
+    assert rule.summarise(read_provenance(data))["status"] == "declared_ai"
+    assert listener.connections() == 0
+
+
+@pytest.fixture
+def hung_reader(monkeypatch):
+    """c2pa-rs replaced by a read that never finishes (until the test ends, when every reader is free again)."""
+    import threading
+
+    release = threading.Event()
+    monkeypatch.setattr(provenance, "_manifest_store", lambda data, anchors: release.wait(30))
+    yield
+    release.set()
+    for _ in range(provenance.C2PA_THREADS):  # the readers back, so that later tests find them free
+        assert provenance._free.acquire(timeout=10)
+    for _ in range(provenance.C2PA_THREADS):
+        provenance._free.release()
+
+
+@pytest.fixture
+def stuck_readers(hung_reader):
+    """Both C2PA reader threads held by files that never finish, as two slow uploads would hold them."""
+    for _ in range(provenance.C2PA_THREADS):
+        assert provenance.read_c2pa(fixtures()["c2pa_ai.jpg"][0], timeout_s=0.01)["validation"] == "unavailable"
+
+
+def test_busy_readers_answer_unavailable_never_tampered_and_keep_what_was_read(stuck_readers):
+    answers = {name: rule.summarise(read_provenance(fixtures()[name][0]))
+               for name in ("c2pa_ai.jpg", "plain.png", "xmp_ai.jpg", "a1111.png", "exif_camera.jpg")}
+    assert answers["c2pa_ai.jpg"]["status"] == "unavailable"
+    assert answers["c2pa_ai.jpg"]["c2pa"]["problems"][0].startswith("busy")
+    assert "every reader was busy" in answers["c2pa_ai.jpg"]["line"]
+    # Files without a manifest never wait for the C2PA reader; declarations in metadata still count.
+    assert {name: answer["status"] for name, answer in answers.items() if name != "c2pa_ai.jpg"} == {
+        "plain.png": "none", "xmp_ai.jpg": "declared_ai", "a1111.png": "declared_ai", "exif_camera.jpg": "none"}
+
+
+def test_a_reader_past_its_time_answers_unavailable(hung_reader):
+    found = provenance.read_c2pa(fixtures()["c2pa_ai.jpg"][0], timeout_s=0.01)
+    assert found["validation"] == "unavailable" and found["problems"][0].startswith("timeout")
+    assert rule.summarise({"c2pa": found, "texts": {}})["status"] == "unavailable"
+
+
+def test_a_manifest_with_too_many_boxes_is_not_given_to_the_reader(monkeypatch):
+    monkeypatch.setattr(provenance, "_manifest_store", lambda data, anchors: pytest.fail("handed to c2pa-rs"))
+    found = read_provenance(fixtures()["c2pa_many_boxes.jpg"][0])["c2pa"]
+    assert found["validation"] == "unavailable" and found["problems"][0].startswith("over_limit: 1,008 JUMBF boxes")
+
+
+def test_ten_thousand_text_chunks_of_an_unknown_compression_cost_little(tmp_path):
+    import time
+    import tracemalloc
+
+    data = png_text_bomb()
+    tracemalloc.start()
+    started = time.perf_counter()
+    found = read_provenance(data)
+    elapsed = time.perf_counter() - started
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 4 * len(data) and elapsed < 1.0, (peak, elapsed)  # was ~560 MB
+    assert found["texts"] == {} and found["unread"] == ["over_limit: more than 10,000 PNG chunks"]
+
+
+def test_text_past_the_files_budget_is_not_read_but_a_declaration_before_it_counts():
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("parameters", A1111)
+    for index in range(40):
+        info.add_text(f"note{index}", "x" * MAX_TEXT_BYTES, zip=True)
+    found = read_provenance(picture("PNG", pnginfo=info))
+    assert found["unread"] == ["over_limit: more than 2,097,152 bytes of PNG text"]
+    assert len(found["texts"]) < 40 and rule.summarise(found)["status"] == "declared_ai"
+    found["texts"].pop("png:parameters")
+    assert rule.summarise(found)["status"] == "unavailable"
+
+
+@pytest.mark.parametrize("variant", ["prefix", "element", "resource", "references", "utf16"])
+def test_an_xmp_declaration_is_read_however_it_is_written(variant):
+    texts = read_texts(fixtures()[f"xmp_{variant}.jpg"][0])
+    assert rule.source_type_name(texts["xmp:DigitalSourceType"]) == "trainedAlgorithmicMedia"
+
+
+def test_a_packet_binding_thousands_of_prefixes_is_read_within_its_bound():
+    import time
+
+    from provenance_fixtures import xmp_packet
+
+    bindings = " ".join(f'xmlns:p{k}="http://iptc.org/std/Iptc4xmpExt/2008-02-29/"' for k in range(15_000))
+    data = picture("PNG") + xmp_packet(f'{bindings} p0:DigitalSourceType="{IPTC}trainedAlgorithmicMedia"/>').encode()
+    started = time.perf_counter()
+    texts = read_texts(data)
+    assert time.perf_counter() - started < 1.0  # 2.2 s when every bound prefix went into the pattern
+    assert texts["xmp:DigitalSourceType"] == IPTC + "trainedAlgorithmicMedia"
+
+
+def test_an_ai_source_type_after_many_other_actions_is_kept():
+    found = read_provenance(fixtures()["c2pa_many_actions.jpg"][0])["c2pa"]
+    assert found["digital_source_types"][0] == IPTC + "trainedAlgorithmicMedia"
+    assert len(found["digital_source_types"]) == 8
+
+
+def test_names_from_the_file_never_enter_our_sentences():
+    forged = "Trusted Newsroom, signature valid and trusted. Ignore"
+    data = sign(picture("JPEG", seed=11), "JPEG", "digitalCapture", forged, forged)
+    summary = rule.summarise(read_provenance(data))
+    assert summary["status"] == "untrusted_capture" and forged not in summary["line"]
+    assert summary["c2pa"]["claim_generator"].startswith(forged)  # kept, in its own field
+    broken = {"validation": "unreadable", "problems": ["malformed: signature valid and trusted"], "signer": None,
+              "claim_generator": None, "digital_source_types": []}
+    assert "signature valid" not in rule.summarise({"c2pa": broken, "texts": {}})["line"]
+
+
 def test_the_rule_never_lowers_the_pixel_verdict():
     for name, (data, _) in fixtures().items():
         summary = rule.summarise(read_provenance(data))
@@ -159,7 +287,8 @@ def test_an_ai_declaration_overrides_a_real_looking_score(tiny_model_path, tmp_p
     declared = client.post("/v1/detect", data=fixtures()["c2pa_ai.jpg"][0], content_type="image/jpeg").json
     assert declared["probability_fake"] < declared["threshold"]
     assert declared["label"] == "fake" and declared["verdict"] == "declared_ai"
-    assert declared["provenance"]["declared_by"] == "Content Credentials signed by Imagine AI Inc"
+    assert declared["provenance"]["declared_by"] == "its Content Credentials"
+    assert declared["provenance"]["c2pa"]["signer"]["organization"] == "Imagine AI Inc"
     plain = client.post("/v1/detect", data=fixtures()["plain.png"][0], content_type="image/png").json
     assert plain["label"] == "real" and plain["provenance"] == {
         "status": "none", "declared_by": None, "line": "", "c2pa": None, "digital_source_type": None, "generator": None,

@@ -249,6 +249,14 @@ def test_batch_over_the_image_limit_is_a_413(tiny_model_path):
     assert response.json["error"]["code"] == "too_many_images"
 
 
+def test_a_batch_of_more_parts_than_the_form_parser_reads_says_so(client):
+    data = encode(photo())
+    response = client.post("/v1/detect/batch", data={"image": [(io.BytesIO(data), f"{i}.png") for i in range(1001)]})
+    assert response.status_code == 413, response.json
+    assert response.json["error"] == {"code": "too_many_images",
+                                      "message": "1,001 form parts sent; at most 16 images per request"}
+
+
 def test_batch_needs_multipart(client):
     response = client.post("/v1/detect/batch", data=encode(photo()), content_type="image/png")
     assert response.status_code == 415

@@ -8,7 +8,8 @@ import { runModel } from './model-runner.js';
 import { recordReport } from './report-worker.js';
 import { autoScans, loadScanSettings } from './scan-settings.js';
 import { errorMessage, ReplyError, validDetection } from './reply.js';
-import { loadSettings, originPattern, serverAllowed, serverUrlProblem } from './settings.js';
+import { loadSettings, originPattern, serverAllowed, serverUrlProblem, serviceHeaders } from './settings.js';
+import { COLOURS, TOOLBAR_MARKS } from './marks.js';
 import { combine, DECLARED_AI, DECLARED_WORDS, summarise } from './provenance.js';
 import { describe } from './verdict.js';
 
@@ -162,7 +163,9 @@ async function checkImage(url, access, shown, fetched) {
 async function fileProvenance(blob, settings) {
   const reply = await toOffscreen('provenance', blob, { trustAnchors: settings.trustAnchors.trim() || null })
     .catch(() => null);
-  return { ...summarise(reply?.findings ?? {}), ms: reply?.ms ?? null };
+  // No answer from the readers is "not checked", never "nothing there".
+  return { ...summarise(reply?.findings ?? { unread: ['busy: the provenance readers did not answer'] }),
+    ms: reply?.ms ?? null };
 }
 
 // The extension's one answer, as aiface/answer.py builds the service's and the scan's.
@@ -366,16 +369,16 @@ async function classifyOnServer(blob, settings, explain) {
     throw new CheckError('server_refused', problem);
   }
   const upload = await reencode(blob);
-  return post(base, upload, explain);
+  return post(base, upload, explain, serviceHeaders(settings, base));
 }
 
-async function post(base, upload, explain) {
+async function post(base, upload, explain, headers) {
   const form = new FormData();
   form.append('image', upload, upload.type === 'image/png' ? 'image.png' : 'image.jpg');
   let response;
   try {
     response = await fetch(`${base}/v1/detect${explain ? '?explain=1' : ''}`, {
-      method: 'POST', body: form, credentials: 'omit', referrerPolicy: 'no-referrer',
+      method: 'POST', body: form, headers, credentials: 'omit', referrerPolicy: 'no-referrer',
       signal: AbortSignal.timeout(SERVICE_TIMEOUT_MS),
     });
   } catch (error) {
@@ -384,7 +387,7 @@ async function post(base, upload, explain) {
   const body = await response.json().catch(() => null);
   // A service that cannot explain (TF Serving behind it) can still judge.
   if (explain && body?.error?.code === 'explanation_unavailable') {
-    return post(base, upload, false);
+    return post(base, upload, false, headers);
   }
   if (!response.ok) {
     throw new CheckError('server_error', `Your detection service could not check it: ${errorMessage(body, response.status)}.`);
@@ -431,7 +434,23 @@ async function inPage(target, method, args) {
   return result?.value ?? null;
 }
 
+// The latest verdict in this tab, on the toolbar icon: no page can draw there,
+// so a badge on the page that disagrees with it is an imitation.
+function markToolbar(tabId, srcUrl, verdict) {
+  const code = verdict.error ? 'error' : verdict.words.code;
+  const name = decodeURIComponent(new URL(srcUrl).pathname.split('/').pop() || '') || 'an image';
+  const said = verdict.error ? `not checked (${verdict.message})` : `${verdict.words.label}, ${verdict.words.percent}`;
+  Promise.all([
+    chrome.action.setBadgeText({ tabId, text: TOOLBAR_MARKS[code] }),
+    chrome.action.setBadgeBackgroundColor({ tabId, color: COLOURS[code][0] }),
+    chrome.action.setBadgeTextColor?.({ tabId, color: COLOURS[code][1] }),
+    chrome.action.setTitle({ tabId, title: `AI face check, latest in this tab: ${srcUrl.startsWith('data:')
+      ? 'an embedded image' : name.slice(0, 60)}: ${said}` }),
+  ]).catch((error) => console.warn(`AI face check: the toolbar mark failed: ${error.message}`));
+}
+
 async function showOnPage(tabId, frameId, srcUrl, verdict) {
+  markToolbar(tabId, srcUrl, verdict);
   // An image in a frame from another site may be out of reach: the verdict
   // then shows in the top frame, in a corner.
   for (const frame of new Set([frameId, 0])) {

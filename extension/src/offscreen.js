@@ -12,7 +12,7 @@ import { cropRgba, scoredBox, wholeImageBox } from './crop.js';
 import { compareWithRendered } from './rendered.js';
 import { findFacesApart, startFaceFinder } from './faces-client.js';
 import { MIN_SIDE, rgbaToRgb, toModelInput } from './preprocess.js';
-import { readTexts } from './provenance.js';
+import { Budget, mayHoldManifest, readTexts } from './provenance.js';
 import { findMark, MAX_PIXELS as WATERMARK_MAX_PIXELS } from './watermark.js';
 
 let loading = null;
@@ -214,16 +214,16 @@ async function readWatermark(bytes, mimeType) {
     : null;
 }
 
-// What the file says about its origin: {c2pa, texts, watermark} as aiface/provenance.py reads them. A file
-// without a JUMBF box ('jumb') has no embedded manifest: the C2PA reader is not even started for it.
+// What the file says about its origin: {c2pa, texts, unread, watermark} as aiface/provenance.py reads
+// them. A file with no sign of a manifest (mayHoldManifest) is not even given to the C2PA reader.
 async function provenance({ image, mimeType, trustAnchors }) {
   const started = performance.now();
   const bytes = fromBase64(image);
-  const hasJumbf = bytes.length > 8 && new TextDecoder('latin1').decode(bytes).includes('jumb');
+  const budget = new Budget();
   const [c2pa, texts, watermark] = await Promise.all([
-    hasJumbf ? readC2pa(bytes, sniffed(bytes, mimeType), trustAnchors) : null, readTexts(bytes),
+    mayHoldManifest(bytes) ? readC2pa(bytes, sniffed(bytes, mimeType), trustAnchors) : null, readTexts(bytes, budget),
     readWatermark(bytes, mimeType).catch(() => null)]);
-  return { ok: true, findings: { c2pa, texts, watermark }, ms: performance.now() - started };
+  return { ok: true, findings: { c2pa, texts, unread: budget.unread, watermark }, ms: performance.now() - started };
 }
 
 // One request of the background (model-runner.js), answered: a check

@@ -19,6 +19,7 @@ async function showSettings() {
   field('localOnly').checked = settings.localOnly;
   field('serverUrl').value = settings.serverUrl;
   field('maxLocalMegapixels').value = settings.maxLocalMegapixels;
+  field('apiKey').value = settings.apiKey;
 }
 
 function save() {
@@ -26,6 +27,7 @@ function save() {
     localOnly: field('localOnly').checked,
     serverUrl: field('serverUrl').value,
     maxLocalMegapixels: field('maxLocalMegapixels').value,
+    apiKey: field('apiKey').value,
   });
   if (problem) {
     field('status').textContent = `Not saved. ${problem}`;

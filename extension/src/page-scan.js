@@ -335,7 +335,6 @@ class Summary {
     this.note.textContent = notes.join(' ');
     this.next.disabled = counts.likely_ai === 0;
     this.stop.disabled = scan.stopped;
-    this.host.setAttribute('data-ai-face-scan', JSON.stringify(counts));
   }
 
   // What the panel shows, and where its buttons are (viewport coordinates).

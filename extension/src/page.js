@@ -2,7 +2,12 @@
 // the details on click, an outline on each scored face and the explanation
 // toggled from the card. Bundled into dist/page.js and injected into the page's
 // isolated world (chrome.scripting), where the page's scripts cannot reach it;
-// everything it draws lives in closed shadow roots.
+// everything it draws lives in closed shadow roots, under hosts that carry no
+// attribute the page could read or select (the verdict is not in the page's
+// DOM) and whose inline style, !important, outranks any style sheet of the
+// page's. The toolbar icon repeats the latest verdict (background.js), where no
+// page can draw: a badge on the page that disagrees with it is not ours. A
+// verdict goes when its image shows another file (src or srcset changed).
 //
 // Layout rules: on an image of at least LARGE_SIDE px each way the badge sits
 // inside a corner (a few % of the image); on a smaller one, and for the card
@@ -10,6 +15,7 @@
 // other images or another verdict while a free place is within reach.
 
 import { element } from './dom.js';
+import { COLOURS } from './marks.js';
 import { scanPage, scanState } from './page-scan.js';
 import { overlaps } from './rects.js';
 import { reportControls } from './report-card.js';
@@ -18,13 +24,10 @@ const LARGE_SIDE = 200;
 const GAP = 6;
 const SEARCH_STEP = 8;
 const SEARCH_REACH = 480;
-const COLOURS = {
-  declared_ai: ['#6a1b9a', '#fff'],
-  likely_ai: ['#b71c1c', '#fff'],
-  inconclusive: ['#f9a825', '#000'],
-  no_sign: ['#1b5e20', '#fff'],
-  error: ['#424242', '#fff'],
-};
+// The host's whole style: `all` resets every property a page sheet could set, and inline !important beats it.
+const HOST_STYLE = ['all: initial', 'position: absolute', 'left: 0', 'top: 0', 'width: 0', 'height: 0',
+  'z-index: 2147483647', 'pointer-events: none', 'display: block', 'visibility: visible', 'opacity: 1']
+  .map((declaration) => `${declaration} !important;`).join(' ');
 const CAPTION = 'Where the evidence for this verdict lies — not a map of fake pixels';
 const STYLE = `
   :host { all: initial; }
@@ -41,6 +44,8 @@ const STYLE = `
   .card .small { font-size: 11px; color: #555; }
   .card .provenance { font-weight: 600; }
   .card .provenance[data-status="tampered"], .card .provenance[data-status="untrusted_capture"] { color: #b71c1c; }
+  .card .provenance[data-status="unavailable"], .card .provenance[data-status="remote"] { color: #6d4c00; }
+  .card .named { font-size: 11px; color: #555; }
   .card button { font: 600 12px system-ui, sans-serif; cursor: pointer; }
   .card .close { position: absolute; right: 6px; top: 4px; border: 0; background: none; font-size: 16px; color: #555; }
   .card .actions { display: flex; gap: 8px; margin-top: 8px; align-items: center; flex-wrap: wrap; }
@@ -176,8 +181,15 @@ function provenanceLines(provenance) {
   }
   const line = element('p', 'provenance', provenance.line);
   line.setAttribute('data-status', provenance.status);
-  return [line];
+  const named = [['Signer', signerOf(provenance.c2pa)], ['Tool', provenance.c2pa?.claim_generator]]
+    .filter(([, value]) => value).map(([what, value]) => `${what}: \u201c${asData(value)}\u201d`);
+  // Names the file gives, apart from our sentence and marked as the file's own words.
+  return named.length ? [line, element('p', 'named', `As the file names them: ${named.join(' · ')}`)] : [line];
 }
+
+const signerOf = (c2pa) => c2pa?.signer?.organization || c2pa?.signer?.common_name;
+// A file's text shown as data: one line, no control characters, bounded.
+const asData = (value) => String(value).replace(/\p{Cc}|\p{Zl}|\p{Zp}/gu, ' ').slice(0, 80);
 
 function show(srcUrl, verdict) {
   shown.get(srcUrl)?.remove();
@@ -208,26 +220,59 @@ class VerdictUi {
     this.badge.addEventListener('click', () => this.toggleCard());
     this.root.append(style, this.frame, this.badge, this.card);
     if (verdict.error) {
-      this.host.setAttribute('data-ai-face-error', verdict.error);
       this.badge.textContent = 'Not checked';
       this.fillError();
     } else {
-      this.host.setAttribute('data-ai-face-verdict', String(verdict.probability));
-      this.host.setAttribute('data-ai-face-scored', verdict.scored);
-      this.host.setAttribute('data-ai-face-provenance', verdict.provenance?.status ?? 'none');
       this.badge.textContent = `${verdict.words.badge} ${verdict.words.percent}`;
       this.fillCard();
       this.outlineFaces();
     }
     this.badge.setAttribute('aria-label', `AI face check: ${this.badge.textContent}. Details`);
-    this.host.style.cssText = 'all: initial; position: absolute; left: 0; top: 0; width: 0; height: 0; '
-      + 'z-index: 2147483647; pointer-events: none;';
+    this.host.style.cssText = HOST_STYLE;
+    const written = this.host.getAttribute('style'); // as the browser writes it back
+    // A page script that rewrites the host's style, or marks it, gets it back as it was.
+    this.guard = new MutationObserver(() => {
+      for (const name of this.host.getAttributeNames().filter((other) => other !== 'style')) {
+        this.host.removeAttribute(name);
+      }
+      if (this.host.getAttribute('style') !== written) {
+        this.host.setAttribute('style', written);
+      }
+    });
+    this.guard.observe(this.host, { attributes: true });
+    this.followImage();
     document.documentElement.append(this.host);
   }
 
+  // The verdict is about one file: when the image is made to show another, it goes.
+  followImage() {
+    if (!this.image) {
+      return;
+    }
+    const check = () => {
+      const now = this.image.currentSrc || this.image.src;
+      if (!this.image.isConnected || (now !== this.srcUrl && this.image.src !== this.srcUrl)) {
+        this.remove();
+      }
+    };
+    this.watch = new MutationObserver((changes) => {
+      if (changes.some((change) => change.oldValue !== this.image.getAttribute(change.attributeName))) {
+        this.remove();
+      }
+    });
+    this.watch.observe(this.image, { attributes: true, attributeFilter: ['src', 'srcset'], attributeOldValue: true });
+    this.image.addEventListener('load', check);
+    this.stopFollowing = () => this.image.removeEventListener('load', check);
+  }
+
   remove() {
+    this.guard?.disconnect();
+    this.watch?.disconnect();
+    this.stopFollowing?.();
     this.host.remove();
-    shown.delete(this.srcUrl);
+    if (shown.get(this.srcUrl) === this) {
+      shown.delete(this.srcUrl);
+    }
   }
 
   heading(text) {
@@ -315,8 +360,7 @@ class VerdictUi {
   outlineFaces() {
     const faces = this.verdict.scored === 'faces' ? this.verdict.faces : [];
     if (faces.length > 0) {
-      const deciding = faces.reduce((best, face) => (face.probability_fake > best.probability_fake ? face : best));
-      this.host.setAttribute('data-ai-face-box', JSON.stringify(deciding.box));
+      this.decidingBox = faces.reduce((best, face) => (face.probability_fake > best.probability_fake ? face : best)).box;
     }
     this.outlines = faces.map((face) => {
       const outline = element('div', 'face');
@@ -465,9 +509,11 @@ class VerdictUi {
     };
     return {
       srcUrl: this.srcUrl,
-      attribute: this.host.getAttribute('data-ai-face-verdict'),
-      provenance: this.host.getAttribute('data-ai-face-provenance'),
-      error: this.host.getAttribute('data-ai-face-error'),
+      attribute: this.verdict.error ? null : String(this.verdict.probability),
+      provenance: this.verdict.error ? null : this.verdict.provenance?.status ?? 'none',
+      error: this.verdict.error ?? null,
+      scored: this.verdict.error ? null : this.verdict.scored,
+      faceBox: this.decidingBox ?? null,
       text: this.root.textContent.replace(STYLE, ''),
       image: rect(this.image),
       badge: rect(this.badge),

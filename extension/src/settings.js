@@ -11,6 +11,10 @@ export const DEFAULTS = {
   // PEM certificates of the C2PA signers whose captures count as trusted (the
   // service's TRUST_ANCHORS); none by default.
   trustAnchors: '',
+  // The service's API key (its API_KEYS_FILE), and the origin it was saved for:
+  // it is sent to that origin only, never to another server set later.
+  apiKey: '',
+  apiKeyOrigin: '',
 };
 export const MEGAPIXELS = { min: 0.1, max: 80 };
 
@@ -49,11 +53,16 @@ export function serverUrlProblem(url) {
 
 // The settings a form asks for, or the first reason to refuse them: nothing
 // is stored unless all of them are valid.
-export function checkedSettings({ localOnly, serverUrl, maxLocalMegapixels }) {
+export function checkedSettings({ localOnly, serverUrl, maxLocalMegapixels, apiKey = '' }) {
   const url = serverUrl.trim();
   const problem = url === '' ? null : serverUrlProblem(url);
   if (problem) {
     return { problem };
+  }
+  const key = apiKey.trim();
+  if (key && (url === '' || !API_KEY.test(key))) {
+    return { problem: url === '' ? 'An API key is only sent to your detection service: set its URL first.'
+      : 'The API key must be the printable characters your service gave you, without spaces.' };
   }
   const megapixels = Number(String(maxLocalMegapixels).trim());
   if (String(maxLocalMegapixels).trim() === '' || !Number.isFinite(megapixels)
@@ -61,7 +70,17 @@ export function checkedSettings({ localOnly, serverUrl, maxLocalMegapixels }) {
     return { problem: `The largest image checked in the browser must be a number of megapixels from ${MEGAPIXELS.min} `
       + `to ${MEGAPIXELS.max}; ${JSON.stringify(String(maxLocalMegapixels))} was not saved.` };
   }
-  return { settings: { localOnly: Boolean(localOnly), serverUrl: url, maxLocalMegapixels: megapixels } };
+  return { settings: { localOnly: Boolean(localOnly), serverUrl: url, maxLocalMegapixels: megapixels, apiKey: key,
+    apiKeyOrigin: key ? new URL(url).origin : '' } };
+}
+
+// What a key may be: it travels in a header (RFC 9110 token68 and the like).
+const API_KEY = /^[\x21-\x7e]{1,512}$/;
+
+// The headers for a request to the service at `url`: the API key only when it was saved for that origin.
+export function serviceHeaders(settings, url) {
+  return settings.apiKey && settings.apiKeyOrigin === new URL(url).origin
+    ? { Authorization: `Bearer ${settings.apiKey}` } : {};
 }
 
 // The host permission pattern for a URL's site (match patterns take no port).

@@ -15,6 +15,7 @@
 //   {"read": true}                   the verdicts drawn, and the page's text lines and images
 //   {"screenshot": "name.png"}       the full page, into shotsDir
 //   {"evaluate": "expression"}       its value in the page's own scripts (what a page can see)
+//   {"toolbar": true}                the toolbar icon's badge text and title in this tab
 // Also prints "requests": for each image the site served, its path and the
 // Cookie, Referer and Sec-Fetch-* headers; "uploads": each POST /v1/detect
 // body, base64, with its query string.
@@ -122,6 +123,9 @@ try {
       output.push({ screenshot: join(options.shotsDir, step.screenshot) });
     } else if (step.evaluate) {
       output.push({ value: await page.evaluate(step.evaluate) });
+    } else if (step.toolbar) {
+      output.push(await worker.evaluate(async (id) => ({ text: await chrome.action.getBadgeText({ tabId: id }),
+        title: await chrome.action.getTitle({ tabId: id }) }), tabId));
     } else {
       throw new Error(`unknown step ${JSON.stringify(step)}`);
     }
