@@ -89,6 +89,17 @@ def test_metadata_that_declares_ai_outranks_the_watermark_and_both_are_reported(
     assert summary["status"] == rule.DECLARED_AI and summary["watermark"] == findings["watermark"]
 
 
+def test_a_reader_that_stopped_never_hides_the_mark():
+    mark = {"name": "Stable Diffusion XL", "bits": 48, "matching_bits": 47}
+    stopped = {"validation": "unavailable", "problems": ["timeout: reading it took too long"], "signer": None,
+               "claim_generator": None, "digital_source_types": []}
+    unread = ["over_limit: more than 10,000 PNG chunks"]
+    for findings in ({"c2pa": stopped, "texts": {}, "watermark": mark},
+                     {"c2pa": None, "texts": {}, "unread": unread, "watermark": mark}):
+        summary = rule.summarise(findings)
+        assert summary["status"] == rule.WATERMARKED_AI and rule.combine("no_sign", summary) == rule.DECLARED_AI
+
+
 def test_what_is_not_read(marked):
     assert watermark.read_watermark(b"not an image") is None
     assert watermark.find_mark(marked["SD 2"][:255, :256]) is None  # fewer pixels than any mark needs
@@ -150,6 +161,10 @@ def test_the_extension_reads_the_same_bits_and_marks_as_python(marked):
         found = watermark.find_mark(picture)
         cases[name] = [base64.b64encode(picture.tobytes()).decode(), picture.shape[1], picture.shape[0],
                        {"c2pa": None, "texts": {}, "watermark": found}]
+    # The same mark with a reader stopped part-way: still the mark's status, in both runtimes.
+    unread = ["over_limit: more than 10,000 chunks"]
+    cases["SDXL, unread"] = [*cases["SDXL"][:3], {**cases["SDXL"][3], "unread": unread}]
+    pictures["SDXL, unread"] = pictures["SDXL"]
     result = subprocess.run([node, "--no-warnings", "--input-type=module", "-e",
                              DRIVER % (WATERMARK_JS.as_uri(), PROVENANCE_JS.as_uri())],
                             input=json.dumps(cases), capture_output=True, text=True, check=True, timeout=120)
@@ -162,7 +177,7 @@ def test_the_extension_reads_the_same_bits_and_marks_as_python(marked):
             assert bits[domain] == {str(length): python[length] for length in lengths}, (name, domain)
         assert found == cases[name][3]["watermark"], name
         assert summary == rule.summarise(cases[name][3]), name
-    assert js["SDXL"][2]["status"] == rule.WATERMARKED_AI
+    assert js["SDXL"][2]["status"] == js["SDXL, unread"][2]["status"] == rule.WATERMARKED_AI
 
 
 @pytest.mark.browser
