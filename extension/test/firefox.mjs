@@ -11,8 +11,8 @@
 //
 // A check's settings are stored first ("{origin}" in them stands for the site's URL). With "server" (a
 // JSON body), POST /v1/detect answers it, standing in for the detection service.
-// Output: {"firefox": its version, "origin", "results": [{verdict, roundTripMs, attribute, error, text, uploads}],
-// uploads being the byte sizes posted to /v1/detect for that check,
+// Output: {"firefox": its version, "origin", "results": [{verdict, roundTripMs, attribute, error, provenance, text,
+// uploads}], uploads being the byte sizes posted to /v1/detect for that check,
 // "afterIdle": the last check again after afterIdleMs without events (with the pref
 // extensions.background.idle.timeout below it, Firefox has unloaded the event page: a cold start),
 // "scan": {first, firstMs, final, seconds, verdicts, reports, exported: {count, zip (base64)}}}.
@@ -99,11 +99,10 @@ async function check(page, origin, index, { src, settings }) {
   const started = Date.now();
   const verdict = await ask(page, 'check', srcUrl, page.url());
   const roundTripMs = Date.now() - started;
-  const shown = await page.waitForSelector('[data-ai-face-verdict], [data-ai-face-error]', { timeout: 10000 });
-  const [attribute, error] = await shown.evaluate((img) =>
-    [img.getAttribute('data-ai-face-verdict'), img.getAttribute('data-ai-face-error')]);
-  const [drawn] = await ask(page, 'read');
-  return { verdict, roundTripMs, attribute, error, text: drawn?.text ?? null, uploads };
+  // Read in the isolated world, as the Chromium drivers read it: the page's DOM carries nothing of the verdict.
+  const [drawn] = await until(() => ask(page, 'read'), (verdicts) => verdicts.length > 0, 'the verdict');
+  return { verdict, roundTripMs, attribute: drawn.attribute, error: drawn.error, provenance: drawn.provenance,
+    text: drawn.text, uploads };
 }
 
 // "This verdict is wrong" on src's card, with label, by real clicks: its status.
