@@ -22,6 +22,8 @@ at or above the threshold or when declared, else ``real``), ``provenance``,
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING
 
 from aiface.provenance import read_provenance
@@ -33,9 +35,11 @@ if TYPE_CHECKING:
     from aiface.pipeline import Detection
 
 
-def file_provenance(data: bytes, trust_anchors: str | None = None) -> dict:
-    """What a file's bytes say of its origin (``trust_anchors``: PEM text, or None to trust no signer)."""
-    return summarise(read_provenance(data, trust_anchors))
+def file_provenance(data: bytes, trust_anchors: str | None = None,
+                    hold: Callable[[int], AbstractContextManager] = nullcontext) -> dict:
+    """What a file's bytes say of its origin (``trust_anchors``: PEM text, or None to trust no signer; ``hold``:
+    as ``aiface.provenance.read_provenance`` takes it)."""
+    return summarise(read_provenance(data, trust_anchors, hold))
 
 
 def model_of(metadata: Metadata) -> dict:

@@ -34,8 +34,10 @@ import json
 import re
 import threading
 import zlib
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 from PIL import Image
@@ -346,13 +348,17 @@ def read_texts(data: bytes, budget: Budget | None = None) -> dict:
     return {**_exif_texts(data), **png, **xmp}
 
 
-def read_provenance(data: bytes, trust_anchors: str | None = None) -> dict:
-    """The findings for a file's bytes: {"c2pa": ..., "texts": {...}, "unread": [...], "watermark": ...}."""
+def read_provenance(data: bytes, trust_anchors: str | None = None,
+                    hold: Callable[[int], AbstractContextManager] = nullcontext) -> dict:
+    """The findings for a file's bytes: {"c2pa": ..., "texts": {...}, "unread": [...], "watermark": ...}.
+
+    ``hold``: entered around the watermark reader's decode of the pixels (``aiface.watermark.read_watermark``).
+    """
     budget = Budget()
     texts = read_texts(data, budget)
     return {
         "c2pa": read_c2pa(data, trust_anchors),
         "texts": texts,
         "unread": budget.unread,
-        "watermark": read_watermark(data),
+        "watermark": read_watermark(data, hold),
     }

@@ -59,11 +59,13 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 import numpy as np
 
-from aiface.preprocess import ImageError, load_image
+from aiface.preprocess import ImageError, OpenedImage
 
 
 def _bits_of_number(message: int) -> str:
@@ -186,15 +188,20 @@ def find_mark(rgb: np.ndarray) -> dict | None:
     return max(found, key=lambda mark: mark["matching_bits"] / mark["bits"], default=None)
 
 
-def read_watermark(data: bytes) -> dict | None:
-    """The watermark finding for a file's bytes (find_mark on its upright 8-bit RGB); None for none or no image."""
+def read_watermark(data: bytes, hold: Callable[[int], AbstractContextManager] = nullcontext) -> dict | None:
+    """The watermark finding for a file's bytes (find_mark on its upright 8-bit RGB); None for none or no image.
+
+    ``hold(pixels)`` is entered once the header says how many pixels decoding will make and held while they are
+    read: the service decodes a file a second time here and counts it in the same pixel budget as the first.
+    """
     try:
-        loaded = load_image(data, max_pixels=MAX_PIXELS)
+        with OpenedImage(data, MAX_PIXELS) as opened, hold(opened.decoded_pixels):
+            loaded = opened.load()
+            if loaded.full_size is not None:
+                return None  # decoded at reduced size: a mark would not survive it
+            return find_mark(loaded.pixels)
     except ImageError:
         return None  # what is wrong with the image is the decoder's to report
-    if loaded.full_size is not None:
-        return None  # decoded at reduced size: a mark would not survive it
-    return find_mark(loaded.pixels)
 
 
 def table() -> dict:

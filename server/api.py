@@ -34,7 +34,8 @@ def _trust_anchors(path: str) -> str | None:
 
 def _provenance(data: bytes) -> dict:
     """What the upload's own metadata says of its origin (aiface/provenance_rule.py)."""
-    return file_provenance(data, _trust_anchors(current_app.config["TRUST_ANCHORS"]))
+    # The watermark reader decodes the pixels again: within the same pixel budget as the detection.
+    return file_provenance(data, _trust_anchors(current_app.config["TRUST_ANCHORS"]), detector().hold_pixels)
 
 
 @lru_cache(maxsize=1)

@@ -137,7 +137,11 @@ class Detector:
                 results.append(error)
         return results
 
+    def hold_pixels(self, pixels: int):
+        """A context that holds room for ``pixels`` decoded pixels in the service's budget, waiting for it."""
+        return self._pixel_budget.hold(pixels, self._timeout_s)
+
     def _detect_one(self, data: bytes, keep_input: bool) -> Detection:
         # Decoding waits for room in the pixel budget; only the model inputs wait for the model.
         return detect(data, self._faces, self._predict, self.size, self._max_pixels, keep_input,
-                      hold=lambda pixels: self._pixel_budget.hold(pixels, self._timeout_s))
+                      hold=self.hold_pixels)
