@@ -23,6 +23,7 @@ from aiface.verdict import percent
 from helpers import (
     EXPECTED_FACE,
     EXTENSION,
+    QUANTIZED_TOLERANCE,
     ROOT,
     SHARED_DATA,
     SHIPPED_KERAS,
@@ -41,10 +42,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 # An unquantized conversion runs the same float32 arithmetic in another order.
 UNQUANTIZED_TOLERANCE = 1e-3
-# The most quantization may cost: the shipped conversion (aiface 3.0.0, --quantize mixed) measured
-# 0.0133 at most on 300 test images (2.2.0: 0.0143, 2.1.0: 0.0121, 2.0.0: 0.0141)
-# (benchmarks/quantization_cost.py, benchmarks/README.md).
-QUANTIZED_TOLERANCE = 0.02
 
 
 def serve(app) -> tuple[str, Callable[[], None]]:

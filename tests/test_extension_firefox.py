@@ -27,7 +27,7 @@ from PIL import Image
 
 from aiface.bundle import load_bundle
 from aiface.verdict import percent
-from helpers import EXTENSION, build_extension, encode, face_like, tool
+from helpers import EXTENSION, QUANTIZED_TOLERANCE, build_extension, encode, face_like, tool
 from server import create_app
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -41,9 +41,6 @@ LOCAL = {"localOnly": True, "serverUrl": "", "maxLocalMegapixels": 16}
 SERVICE_FIRST = {"localOnly": False, "serverUrl": "{origin}/", "maxLocalMegapixels": 0.1}
 # Both browsers run the same TF.js WebAssembly kernels on the same decoded pixels.
 BETWEEN_BROWSERS = 1e-4
-# The most the shipped conversion's quantization may cost against Keras, as the Chromium parity
-# tests allow (measured 0.0133 at most on 300 test images: benchmarks/quantization_cost.py).
-QUANTIZED_TOLERANCE = 0.02
 SCANNED = 6
 
 

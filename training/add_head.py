@@ -188,12 +188,13 @@ def weights_by_source(sources: Sequence[str], labels: np.ndarray) -> np.ndarray:
 
 
 def threshold_of(margins: np.ndarray, sources: Sequence[str], fpr: float, max_source_fpr: float) -> float:
-    """The smallest margin that calls at most ``fpr`` of these reals fake, and at most ``max_source_fpr`` of
-    any one source's."""
+    """A margin above which lie at most ``fpr`` of these reals, and at most ``max_source_fpr`` of any one
+    source's: a source of six photos and a 2 % limit gets none of its six above it."""
     sources = np.asarray(sources, dtype=object)
-    zero = float(np.quantile(margins, 1.0 - fpr))
+    # "higher": a real margin, never one interpolated below the photo that must stay below it.
+    zero = float(np.quantile(margins, 1.0 - fpr, method="higher"))
     for name in set(sources):
-        zero = max(zero, float(np.quantile(margins[sources == name], 1.0 - max_source_fpr)))
+        zero = max(zero, float(np.quantile(margins[sources == name], 1.0 - max_source_fpr, method="higher")))
     return zero
 
 

@@ -67,6 +67,7 @@ set -x
 "$py" -m training.add_head "$out/stage5/aiface.keras" "$data" --head diffusion \
     --fake-source djb_sd14_blonde --fake-source dhiandika_sd15_faces --fake-source gengap_sd1_class \
     --fake-source gengap_sd1_dreambooth --fake-source gebaltso_sdfd_sd21 --fake-source flux1_politicians \
-    --view clean --view degraded --name aiface --version 4.0.0 --out "$out/model/aiface.keras"
+    --view clean --view degraded --head-slope 4 --c 0.001 --c 0.003 --c 0.01 \
+    --name aiface --version 4.0.0 --out "$out/model/aiface.keras"
 # The extension's model: weights quantised to float16 where that is lossless enough, uint8 elsewhere.
 "$py" -m training.export_tfjs "$out/model/aiface.keras" "$out/tfjs" --quantize mixed
