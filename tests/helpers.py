@@ -283,6 +283,13 @@ def build_extension() -> None:
     subprocess.run([tool("npm"), "run", "build", "--silent"], cwd=EXTENSION, check=True)
 
 
+def node_json(script: str) -> dict:
+    """Run an ES module's source in node and parse what it writes to stdout (skipped without node)."""
+    result = subprocess.run([tool("node"), "--no-warnings", "--input-type=module", "-e", script],
+                            capture_output=True, text=True, check=True, timeout=60)
+    return json.loads(result.stdout)
+
+
 def drive(browser, site: Path, checks: list[dict], **options) -> dict:
     """Check images on a local page through the Chromium build (extension/test/drive.mjs); its JSON answer."""
     node, chromium = browser

@@ -3,12 +3,9 @@ manifests, and a reader that never answers (it is ended, and every read it held 
 
 from __future__ import annotations
 
-import json
-import shutil
-import subprocess
 from pathlib import Path
 
-import pytest
+from helpers import node_json
 
 CLIENT_JS = Path(__file__).resolve().parents[1] / "extension" / "src" / "c2pa-client.js"
 # A worker that answers initWorker, fails files named "remote" as c2pa-rs does when it may not fetch, and
@@ -44,12 +41,7 @@ process.stdout.write(JSON.stringify({ remote, stuck, queued, after, log }));
 
 
 def test_the_c2pa_client_reads_offline_and_ends_a_stuck_reader():
-    node = shutil.which("node")
-    if node is None:
-        pytest.skip("node is not installed (bash .ci/setup --test installs what the tests need)")
-    result = subprocess.run([node, "--no-warnings", "--input-type=module", "-e", DRIVER % CLIENT_JS.as_uri()],
-                            capture_output=True, text=True, check=True, timeout=60)
-    out = json.loads(result.stdout)
+    out = node_json(DRIVER % CLIENT_JS.as_uri())
     for settings in out["log"]["settings"]:
         assert settings["verify"]["remote_manifest_fetch"] is False and settings["verify"]["ocsp_fetch"] is False
         assert settings["core"]["allowed_network_hosts"] == []

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import json
-import shutil
-import subprocess
 from pathlib import Path
 
-import pytest
+from helpers import node_json
 
 SETTINGS_JS = Path(__file__).resolve().parents[1] / "extension" / "src" / "settings.js"
 DRIVER = """
@@ -27,12 +24,7 @@ process.stdout.write(JSON.stringify({
 
 
 def test_the_api_key_is_sent_only_to_the_origin_it_was_saved_for():
-    node = shutil.which("node")
-    if node is None:
-        pytest.skip("node is not installed (bash .ci/setup --test installs what the tests need)")
-    result = subprocess.run([node, "--no-warnings", "--input-type=module", "-e", DRIVER % SETTINGS_JS.as_uri()],
-                            capture_output=True, text=True, check=True, timeout=60)
-    out = json.loads(result.stdout)
+    out = node_json(DRIVER % SETTINGS_JS.as_uri())
     assert out["saved"]["apiKey"] == "s3cret-key" and out["saved"]["apiKeyOrigin"] == "https://aiface.example.org"
     assert out["same"] == {"Authorization": "Bearer s3cret-key"}
     assert out["other"] == {} and out["port"] == {} and out["none"] == {}

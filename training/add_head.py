@@ -320,10 +320,7 @@ def fit_head(args: argparse.Namespace, bundle, finder, margins: tuple[np.ndarray
 
 
 def fit(args: argparse.Namespace) -> Path:
-    if args.out.resolve() == args.model.resolve():
-        raise FileExistsError("--out is the model itself; write the new bundle elsewhere")
-    if args.out.exists() and not args.overwrite:
-        raise FileExistsError(f"{args.out} exists; pass --overwrite to replace it")
+    cli.check_new_bundle(args.model, args.out, args.overwrite)
     from aiface.bundle import load_bundle, save_bundle
     from training.backbones import has_heads
     from training.calibration import calibrate

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 USAGE_ERROR = 2
 
@@ -80,6 +81,14 @@ def calibration_options(args: argparse.Namespace) -> dict:
 
     return {"target_fpr": args.target_fpr, "max_source_fpr": args.max_source_fpr,
             "laundered": args.calibrate_laundered, "finder": finder_for(not args.calibrate_faces)}
+
+
+def check_new_bundle(model: Path, out: Path, overwrite: bool) -> None:
+    """Stop before any work where writing a bundle made from ``model`` at ``out`` would lose a user's file."""
+    if out.resolve() == model.resolve():
+        raise FileExistsError("--out is the model itself; write the new bundle elsewhere")
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
 
 
 def fail(error: BaseException | str) -> int:

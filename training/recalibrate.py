@@ -18,7 +18,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from training.cli import add_calibration_arguments, calibration_options, fail
+from training.cli import add_calibration_arguments, calibration_options, check_new_bundle, fail
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -36,10 +36,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def recalibrate(args: argparse.Namespace) -> Path:
-    if args.out.resolve() == args.model.resolve():
-        raise FileExistsError("--out is the model itself; write the new bundle elsewhere")
-    if args.out.exists() and not args.overwrite:
-        raise FileExistsError(f"{args.out} exists; pass --overwrite to replace it")
+    check_new_bundle(args.model, args.out, args.overwrite)
     from aiface.bundle import load_bundle, save_bundle
     from training.calibration import calibrate
     from training.layout import list_split
