@@ -4,7 +4,7 @@ The metadata says how to feed the model (backbone, input size,
 preprocessing) and how to read it (calibration temperature, decision
 threshold), so that every runtime reports the same calibrated
 ``probability_fake`` and label. The temperature is also folded into the
-final Dense layer when it is fitted (``training.calibration``), so the
+final Dense layer when it is fitted (``training.models.calibration``), so the
 stored network's softmax is already calibrated; the JSON records it for
 users and reports.
 

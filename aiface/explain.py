@@ -72,14 +72,14 @@ COLOURS = _colour_table()
 
 
 class GradCam:
-    """Grad-CAM maps of a classifier built by ``training.backbones.build_model``."""
+    """Grad-CAM maps of a classifier built by ``training.models.backbones.build_model``."""
 
     def __init__(self, model: keras.Model):
         import keras
         import tensorflow as tf
 
         # The convolutional base: the classifier's first nested model (as
-        # ``training.backbones.base_of`` finds it).
+        # ``training.models.backbones.base_of`` finds it).
         base = next(layer for layer in model.layers if isinstance(layer, keras.Model))
         layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
         split = layers.index(base)

@@ -10,7 +10,7 @@ extension runs the same network, converted from the same weights
 (``extension/faces/model.json``), and the same post-processing
 (``extension/src/faces.js``, ``extension/src/crop.js``), with every constant
 read from ``extension/faces/faces.json``, which ``face_config()`` writes
-(``python -m training.convert_face_detector``) and a test keeps equal to this
+(``python -m training.converters.face_detector``) and a test keeps equal to this
 module. Boxes and crops then agree between the two for the same bytes (see
 ``docs/faces.md``).
 
@@ -197,7 +197,7 @@ def load_weights(path=None) -> dict[str, np.ndarray]:
     digest = hashlib.sha256(data).hexdigest()
     if path is None and digest != WEIGHTS_SHA256:
         raise RuntimeError(f"{WEIGHTS_FILE} has SHA-256 {digest}, not {WEIGHTS_SHA256}: reconvert it "
-                           "(python -m training.convert_face_detector)")
+                           "(python -m training.converters.face_detector)")
     with np.load(io.BytesIO(data)) as stored:
         names = sorted({key.rsplit(".", 1)[0] for key in stored.files})
         return {name.replace(".", "/"): dequantize(stored[f"{name}.q"], float(stored[f"{name}.scale"]),

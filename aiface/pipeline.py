@@ -19,7 +19,7 @@ and returns each one's calibrated P(AI-generated); the finder is an
 The service (``server/detector.py``) runs ``detect`` on each upload, holding
 room in its pixel budget while it decodes and prepares, then the model through
 its micro-batcher or TF Serving. ``aiface scan`` runs ``detect_many`` on a
-chunk of decoded images at once; ``training.scoring`` and the benchmarks
+chunk of decoded images at once; ``training.evaluation.scoring`` and the benchmarks
 prepare many images, ``score`` all their regions in batches and conclude each.
 What is answered about an image (the detection with the file's provenance) is
 ``aiface.answer``. The browser
@@ -119,7 +119,7 @@ def score(prepared: Sequence[Prepared], predict: Predict, batch_size: int = 16) 
     """Step 4: every region of every image through ``predict``, ``batch_size`` at a time; scores per image.
 
     Whatever ``predict`` returns per input (a probability, or a row such as
-    ``training.scoring``'s probability and logit) comes back per image, in order.
+    ``training.evaluation.scoring``'s probability and logit) comes back per image, in order.
     """
     inputs = [region.input for item in prepared for region in item.regions]
     outputs = [np.asarray(predict(np.stack(inputs[start : start + batch_size])))

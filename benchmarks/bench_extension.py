@@ -62,7 +62,7 @@ def square(path: Path, side: int, out: Path) -> None:
 
 
 def pick_images(data: Path, count: int, site: Path, side: int) -> list[str]:
-    from training.layout import LayoutError, list_split
+    from training.data.layout import LayoutError, list_split
 
     try:
         examples = list_split(data, "test")

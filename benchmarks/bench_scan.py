@@ -44,7 +44,7 @@ from aiface.faces import default_finder, detector_input, faces_from_output, plac
 from aiface.pipeline import prepare_many  # noqa: E402
 from aiface.preprocess import load_image, to_model_input  # noqa: E402
 from aiface.scan import Scanner  # noqa: E402
-from training.layout import list_split  # noqa: E402
+from training.data.layout import list_split  # noqa: E402
 
 
 def timed_scan(scanner: Scanner, paths: list[str], workers: int) -> float:

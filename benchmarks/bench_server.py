@@ -40,7 +40,7 @@ REPO = Path(__file__).resolve().parents[1]
 def build_default_model(folder: Path) -> Path:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     from aiface.bundle import Bundle, Metadata, save_bundle
-    from training.backbones import build_model
+    from training.models.backbones import build_model
 
     model = build_model("efficientnet_lite0", 224)
     metadata = Metadata(backbone="efficientnet_lite0", image_size=224, name="bench", version="0")

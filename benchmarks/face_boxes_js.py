@@ -42,7 +42,7 @@ from PIL import Image
 
 from aiface.faces import Box, crop_box, default_finder, iou
 from aiface.preprocess import load_image
-from training.layout import list_split
+from training.data.layout import list_split
 
 ROOT = Path(__file__).resolve().parent.parent
 EXTENSION = ROOT / "extension"

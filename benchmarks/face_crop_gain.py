@@ -42,8 +42,8 @@ from aiface.bundle import load_bundle
 from aiface.faces import FILL_FRACTION, Box, FaceFinder, crop_box, default_finder, fills_frame
 from aiface.pipeline import Detection, Predict, conclude, detect_many, prepare_many, score
 from aiface.preprocess import ImageError, load_image
-from training import metrics
-from training.layout import list_split
+from training.data.layout import list_split
+from training.evaluation import metrics
 
 CHUNK = 16
 

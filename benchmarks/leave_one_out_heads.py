@@ -8,7 +8,7 @@ For the fit with every ``--fake-source`` and for each ``--leave-out`` source, ``
 ``fit_head`` (the same features, weighting, choice of C and joining; the source dropped with
 ``--exclude-source``) joins a new head to MODEL's; ``--without-head NAME`` joins it to MODEL's other heads
 only (e.g. without aiface 3.0.0's TAEF2 decoder head). Each variant is then judged on ``test`` (faces found,
-as stored) at the threshold ``training.calibration`` would pick on ``valid``'s real faces (``--target-fpr``,
+as stored) at the threshold ``training.models.calibration`` would pick on ``valid``'s real faces (``--target-fpr``,
 ``--max-source-fpr``; a temperature does not move which faces pass it): every named fake source caught, the
 left-out one marked, and real faces called fake, overall and per source. Features come from ``--cache``
 (``training.add_head`` fills it; the test split's are added), so each variant costs a fit, not a pass of the
@@ -41,7 +41,7 @@ def options(argv: list[str]) -> tuple[argparse.Namespace, argparse.Namespace]:
 
 
 def judge(joined, x, examples, args) -> dict:
-    from training.calibration import pick_source_threshold, sigmoid
+    from training.models.calibration import pick_source_threshold, sigmoid
 
     def logits(rows):
         return (rows @ joined.heads + joined.offsets).max(axis=1) + joined.zero
@@ -60,9 +60,9 @@ def judge(joined, x, examples, args) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     from aiface.bundle import load_bundle
+    from training.data.layout import list_split
     from training.evaluate import finder_for
-    from training.features import extract
-    from training.layout import list_split
+    from training.models.features import extract
 
     mine, args = options(sys.argv[1:] if argv is None else argv)
     bundle = load_bundle(args.model)

@@ -30,8 +30,8 @@ import numpy as np  # noqa: E402
 
 from aiface.bundle import load_bundle  # noqa: E402
 from aiface.preprocess import ImageError, preprocess  # noqa: E402
+from training.data.layout import list_split  # noqa: E402
 from training.export_tfjs import QUANTIZATIONS, export_tfjs  # noqa: E402
-from training.layout import list_split  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 PREDICT_JS = ROOT / "extension" / "test" / "predict.mjs"

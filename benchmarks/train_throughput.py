@@ -22,7 +22,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from training import backbones  # noqa: E402
+from training.models import backbones  # noqa: E402
 
 
 def images_per_second(model: keras.Model, size: int, batch: int, steps: int) -> float:
@@ -38,8 +38,8 @@ def images_per_second(model: keras.Model, size: int, batch: int, steps: int) -> 
 
 
 def pipeline_images_per_second(data_dir: str, image_size: int, crop: int, batches: int) -> float:
-    from training.data import SkipLog, make_training_dataset, sampling_weights
-    from training.layout import list_split
+    from training.data.batches import SkipLog, make_training_dataset, sampling_weights
+    from training.data.layout import list_split
 
     examples = list_split(data_dir, "train")
     dataset = make_training_dataset(

@@ -6,7 +6,7 @@
 // (src/model-runner.js): Chrome's service worker hands it to an offscreen
 // document, Firefox's event page (which has a DOM) runs it itself, and no
 // code that calls chrome.offscreen is in Firefox's build. The face detector
-// is a committed graph model in faces/ (python -m training.convert_face_detector),
+// is a committed graph model in faces/ (python -m training.converters.face_detector),
 // loaded at run time like model/; faces/faces.json is bundled into the code.
 import { copyFile, cp, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import * as esbuild from 'esbuild';

@@ -22,7 +22,7 @@ def tiny_model_path(tmp_path_factory):
     import keras
 
     from aiface.bundle import Bundle, Metadata, save_bundle
-    from training.backbones import build_model
+    from training.models.backbones import build_model
 
     path = tmp_path_factory.mktemp("model") / "tiny.keras"
     # Fixed weights: tests that compare two images' scores must not depend on a lucky draw.

@@ -250,7 +250,7 @@ def trained_tiny_model(size: int):
     """A few epochs on real and checkered "fake" images: probabilities far apart, BatchNorm statistics non-trivial."""
     import keras
 
-    from training.backbones import build_model
+    from training.models.backbones import build_model
 
     keras.utils.set_random_seed(0)  # the same weights in every run
     model = build_model("tiny", size)

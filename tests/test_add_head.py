@@ -1,4 +1,4 @@
-"""A head added beside a trained model's own, fitted on frozen features (training.add_head, training.features)."""
+"""A head beside a trained model's own, fitted on frozen features (training.add_head, training.models.features)."""
 
 import json
 
@@ -8,7 +8,7 @@ import pytest
 from helpers import face_like
 from training.add_head import main as add_head_main
 from training.aligned import main as aligned_main
-from training.features import view_transform
+from training.models.features import view_transform
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +26,7 @@ def _images(size, count=6):
 def test_heads_score_by_the_larger_margin_and_stack(tiny_model_path):
     from aiface.bundle import load_bundle
     from training.add_head import add_heads, margins_of
-    from training.features import feature_model
+    from training.models.features import feature_model
 
     bundle = load_bundle(tiny_model_path)
     images = _images(bundle.metadata.image_size)
@@ -97,7 +97,7 @@ def test_heads_are_added_calibrated_on_faces_and_removed_again(tiny_model_path, 
                                                                capsys):
     from aiface.bundle import load_bundle
     from aiface.explain import GradCam
-    from training.calibration import fold_temperature
+    from training.models.calibration import fold_temperature
     from training.train import start_from_trained
 
     first = tmp_path / "sources" / "new.keras"

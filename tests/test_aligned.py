@@ -13,12 +13,12 @@ import pytest
 from PIL import Image
 
 from helpers import encode, face_like
-from training import autoencoders
 from training.aligned import main as aligned_main
-from training.data import sampling_weights
-from training.layout import Example, list_split
-from training.shortcut_guard import guard, laplacian_variance
-from training.torch_state import StateDictError, load_state_dict
+from training.autoencoders import families
+from training.converters.torch_state import StateDictError, load_state_dict
+from training.data.batches import sampling_weights
+from training.data.layout import Example, list_split
+from training.evaluation.shortcut_guard import guard, laplacian_variance
 
 REPO = Path(__file__).resolve().parent.parent
 DATA_DIR = REPO / "tests" / "data"
@@ -28,11 +28,11 @@ needs_taef2_source = pytest.mark.skipif(not TAEF2_SOURCE.is_dir(), reason="../sh
 
 @pytest.fixture(scope="module")
 def taef2():
-    return autoencoders.load_autoencoder("taef2")
+    return families.load_autoencoder("taef2")
 
 
 def test_committed_taef2_weights_match_their_digest():
-    path = autoencoders.weights_path("taef2")
+    path = families.weights_path("taef2")
     digest = path.with_name(path.name + ".sha256").read_text().split()[0]
     assert hashlib.sha256(path.read_bytes()).hexdigest() == digest
     assert (path.parent / "taef2.LICENSE").read_text().startswith("MIT License")
@@ -41,28 +41,28 @@ def test_committed_taef2_weights_match_their_digest():
 def test_taef2_reconstructs_a_photo_sharply(taef2):
     _, _, chained = taef2
     photo = np.asarray(Image.open(DATA_DIR / "astronaut_face.jpg").convert("RGB"))
-    rebuilt = autoencoders.reconstruct(chained, [photo])[0]
+    rebuilt = families.reconstruct(chained, [photo])[0]
     assert rebuilt.shape == photo.shape and rebuilt.dtype == np.uint8
     # Measured on 16 valid faces of ../shared/data: 34.3 dB; a layout error gives under 15.
-    assert autoencoders.psnr(photo, rebuilt) > 30.0
+    assert families.psnr(photo, rebuilt) > 30.0
     assert not np.array_equal(photo, rebuilt)
 
 
 def test_sides_not_divisible_by_8_come_back_the_same_size(taef2):
     _, _, chained = taef2
     odd = face_like(3, size=45)
-    assert autoencoders.reconstruct(chained, [odd])[0].shape == (45, 45, 3)
+    assert families.reconstruct(chained, [odd])[0].shape == (45, 45, 3)
 
 
 @needs_taef2_source
 def test_state_dict_reader_and_converter_give_the_committed_weights(tmp_path):
     state = load_state_dict(TAEF2_SOURCE / "taef2_decoder.pth")
     assert len(state) == 79 and state["19.weight"].shape == (3, 64, 3, 3) and state["1.weight"].dtype == np.float16
-    from training.convert_taef2 import main
+    from training.converters.taef2 import main
 
     out = tmp_path / "taef2.weights.npz"
     assert main(["--from", str(TAEF2_SOURCE), "--out", str(out)]) == 0
-    with np.load(out) as converted, np.load(autoencoders.weights_path("taef2")) as committed:
+    with np.load(out) as converted, np.load(families.weights_path("taef2")) as committed:
         assert set(converted.files) == set(committed.files)
         assert all(np.array_equal(converted[k], committed[k]) for k in committed.files)
 
@@ -81,17 +81,17 @@ def test_state_dict_reader_refuses_code(tmp_path):
 @pytest.mark.slow  # over 5 s on 2 shared cores
 def test_our_families_build_and_round_trip_their_weights(tmp_path):
     for name in ("ae4_tconv", "ae16_shuffle"):
-        spec = autoencoders.family(name)
-        encoder, decoder, chained = autoencoders.build_autoencoder(spec)
+        spec = families.family(name)
+        encoder, decoder, chained = families.build_autoencoder(spec)
         assert encoder(np.zeros((1, 32, 32, 3), np.float32)).shape == (1, 4, 4, spec.latent)
         assert chained(np.zeros((1, 32, 32, 3), np.float32)).shape == (1, 32, 32, 3)
         path = tmp_path / f"{name}.weights.npz"
-        autoencoders.save_weights([encoder, decoder], path)
-        _, _, reloaded = autoencoders.load_autoencoder(name, path)
+        families.save_weights([encoder, decoder], path)
+        _, _, reloaded = families.load_autoencoder(name, path)
         image = np.random.default_rng(0).random((1, 16, 16, 3)).astype(np.float32)
         np.testing.assert_allclose(reloaded(image), chained(image), atol=2e-2)
-    with pytest.raises(autoencoders.AutoencoderError, match="training.train_autoencoder"):
-        autoencoders.load_autoencoder("ae4_tconv", tmp_path / "missing.npz")
+    with pytest.raises(families.AutoencoderError, match="training.autoencoders.train"):
+        families.load_autoencoder("ae4_tconv", tmp_path / "missing.npz")
 
 
 @pytest.fixture(scope="module")
@@ -190,7 +190,7 @@ def test_reconstruction_of_a_jpeg_is_not_smoother_than_its_resaved_original(taef
     # The pair's two images share their JPEG history; the guard's feature must not separate them much on a photo.
     _, _, chained = taef2
     photo = np.asarray(Image.open(DATA_DIR / "astronaut_face.jpg").convert("RGB"))
-    rebuilt = autoencoders.reconstruct(chained, [photo])[0]
+    rebuilt = families.reconstruct(chained, [photo])[0]
 
     def resave(pixels):
         buffer = io.BytesIO()
@@ -227,7 +227,7 @@ def test_training_draws_aligned_pairs_and_selects_on_them(tiny_dataset, tmp_path
 
 @pytest.mark.slow
 def test_autoencoder_training_writes_weights_and_resumes(tiny_dataset, tmp_path, capsys):
-    from training.train_autoencoder import main as ae_main
+    from training.autoencoders.train import main as ae_main
 
     out = tmp_path / "ae"
     argv = [str(tiny_dataset), "--family", "ae16_shuffle", "--out", str(out), "--steps", "2", "--patch", "16",
@@ -239,5 +239,5 @@ def test_autoencoder_training_writes_weights_and_resumes(tiny_dataset, tmp_path,
     assert "use --resume or --overwrite" in capsys.readouterr().err
     assert ae_main([*argv[:5], "--steps", "3", *argv[7:], "--resume"]) == 0
     assert "resuming after step 2" in capsys.readouterr().err
-    _, _, model = autoencoders.load_autoencoder("ae16_shuffle", out / "ae16_shuffle.weights.npz")
+    _, _, model = families.load_autoencoder("ae16_shuffle", out / "ae16_shuffle.weights.npz")
     assert model(np.zeros((1, 16, 16, 3), np.float32)).shape == (1, 16, 16, 3)

@@ -6,9 +6,12 @@ import pytest
 
 from aiface.bundle import Bundle, Metadata
 from helpers import TINY_SIZE, encode, face_like
-from training import metrics
-from training.backbones import build_model
-from training.calibration import (
+from training.data.launder import launder
+from training.data.layout import Example
+from training.evaluation import metrics
+from training.evaluation.scoring import score_examples
+from training.models.backbones import build_model
+from training.models.calibration import (
     calibrate,
     fit_temperature,
     fit_temperature_to_logits,
@@ -17,9 +20,6 @@ from training.calibration import (
     pick_threshold,
     sigmoid,
 )
-from training.launder import launder
-from training.layout import Example
-from training.scoring import score_examples
 
 
 def synthetic(true_temperature: float, count: int = 20000, seed: int = 0):

@@ -12,7 +12,7 @@ CLIS = [
     "training.evaluate",
     "training.export_tfjs",
     "training.export_savedmodel",
-    "training.convert_efficientnet_lite",
+    "training.converters.efficientnet_lite",
     "training.compare",
     "training.recalibrate",
 ]
@@ -98,11 +98,13 @@ def test_the_aiface_train_script_also_parses_before_tensorflow_loads():
 
 
 def test_the_training_parser_offers_the_names_its_modules_define():
-    from training import backbones, cli, data, distribute
+    from training import cli
+    from training.data import batches
+    from training.models import backbones, distribute
 
     assert cli.BACKBONES == tuple(backbones.BACKBONES)
     assert cli.HEADS == backbones.HEADS
-    assert cli.FAIR_SOURCES == data.FAIR_SOURCES
+    assert cli.FAIR_SOURCES == batches.FAIR_SOURCES
     assert cli.STRATEGIES == distribute.STRATEGIES
 
 

@@ -9,8 +9,8 @@ import pytest
 
 from helpers import encode, face_like
 from training.compare import figures, main
-from training.layout import Example
-from training.scoring import Scores
+from training.data.layout import Example
+from training.evaluation.scoring import Scores
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
 """The committed EfficientNet-Lite0 ImageNet weights: intact, loadable, and right; Lite2's shape.
 
 ``tests/data/efficientnet_lite0_reference.npz`` was written by
-``python -m training.convert_efficientnet_lite build``: scikit-image's
+``python -m training.converters.efficientnet_lite build``: scikit-image's
 "chelsea" photo (CC0, Stefan van der Walt) at 224x224 through the project's
 preprocessing, the pooled features and top-5 logits the PyTorch reference
 computed for it, and the ``_fc`` rows of those five classes.
@@ -16,9 +16,9 @@ import keras
 import numpy as np
 import pytest
 
-from training import backbones
-from training.backbones import LITE0_IMAGENET, BackboneError, base_of, build_model, verify_sha256
-from training.efficientnet_lite import efficientnet_lite
+from training.models import backbones
+from training.models.backbones import LITE0_IMAGENET, BackboneError, base_of, build_model, verify_sha256
+from training.models.efficientnet_lite import efficientnet_lite
 
 REFERENCE = Path(__file__).parent / "data" / "efficientnet_lite0_reference.npz"
 CAT_CLASSES = {281, 282, 285}  # tabby, tiger cat, Egyptian cat
@@ -86,5 +86,5 @@ def test_lite2_pools_the_ends_of_its_stride_8_and_16_stages():
 
 def test_lite2_weights_not_built_yet_are_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setattr(backbones, "LITE2_IMAGENET", tmp_path / "efficientnet_lite2_imagenet.weights.h5")
-    with pytest.raises(BackboneError, match="not built yet.*convert_efficientnet_lite --variant lite2"):
+    with pytest.raises(BackboneError, match="not built yet.*converters.efficientnet_lite --variant lite2"):
         build_model("efficientnet_lite2", 64, weights="imagenet")

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from helpers import TINY_SIZE, encode, face_like
+from training.data.launder import downscale, jpeg_recompress, launder
 from training.evaluate import main
-from training.launder import downscale, jpeg_recompress, launder
 
 
 @pytest.fixture(scope="module")
@@ -39,13 +39,14 @@ def test_report_files_and_contents(report_dir, tiny_model_path, data_with_140k):
 
     from aiface.bundle import load_bundle
     from aiface.preprocess import load_image, to_model_input
-    from training.layout import list_split
+    from training.data.layout import list_split
 
     assert {path.name for path in report_dir.iterdir()} == {"report.json", "report.md", "roc.png", "reliability.png"}
     report = json.loads((report_dir / "report.json").read_text())
     overall = report["overall"]
     assert overall["images"] == 16 and overall["real"] == 8 and overall["fake"] == 8
-    # The figures are the model's own outputs on the readable test images, scored here without training.scoring.
+    # The figures are the model's own outputs on the readable test images, scored here without
+    # training.evaluation.scoring.
     readable = [e for e in list_split(data_with_140k, "test") if e.path.name != "synth_a_broken.png"]
     inputs = np.stack([to_model_input(load_image(e.path).pixels, TINY_SIZE) for e in readable])
     p_fake = load_bundle(tiny_model_path).model.predict(inputs, verbose=0)[:, 1].astype(np.float64)

@@ -34,8 +34,8 @@ from helpers import (
     trained_tiny_model,
 )
 from server import create_app
+from training.data.layout import list_split
 from training.export_tfjs import export_tfjs
-from training.layout import list_split
 
 # Each test drives the built extension in headless Chromium.
 pytestmark = [pytest.mark.browser, pytest.mark.slow]

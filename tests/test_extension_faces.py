@@ -29,7 +29,7 @@ from aiface.faces import (
     whole_image_box,
 )
 from helpers import EXTENSION, FACE, face_filling, face_like, scene, two_faces_scene
-from training.convert_face_detector import reference_input
+from training.converters.face_detector import reference_input
 
 pytestmark = pytest.mark.process  # node
 

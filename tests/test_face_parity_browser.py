@@ -138,7 +138,7 @@ def _shipped_scenes() -> dict[str, bytes]:
     """Real and generated test faces as they are and pasted into a 1024 x 768 scene, as JPEG; else the test images."""
     if not SHARED_DATA.is_dir():
         return {name: data for name, data in _images().items() if name != "no_face.png"}
-    from training.layout import list_split
+    from training.data.layout import list_split
 
     examples = list_split(SHARED_DATA, "test")
     images = {}

@@ -146,14 +146,14 @@ def test_weights_are_face_apis_dequantized_as_tfjs_does():
     package = Path(__file__).resolve().parent.parent / "extension" / "node_modules" / "@vladmandic" / "face-api"
     if not package.is_dir():
         pytest.skip("the extension's npm packages are not installed (bash .ci/setup --test)")
-    from training.convert_face_detector import read_face_api
+    from training.converters.face_detector import read_face_api
 
     for name, (values, scale, minimum) in read_face_api(package).items():
         np.testing.assert_array_equal(weights[name], (values * scale + minimum).astype(np.float32), err_msg=name)
 
 
 def test_keras_port_matches_face_apis_forward_pass_written_out_in_numpy():
-    from training.convert_face_detector import reference_forward, reference_input
+    from training.converters.face_detector import reference_forward, reference_input
 
     image = reference_input()
     expected = reference_forward(load_weights(), image)
@@ -163,7 +163,7 @@ def test_keras_port_matches_face_apis_forward_pass_written_out_in_numpy():
 def test_the_extension_reads_these_constants():
     committed = Path(__file__).resolve().parent.parent / "extension" / "faces" / "faces.json"
     assert json.loads(committed.read_text()) == face_config(), (
-        "extension/faces/faces.json is stale: python -m training.convert_face_detector")
+        "extension/faces/faces.json is stale: python -m training.converters.face_detector")
 
 
 def test_crop_is_framed_like_the_training_images():

@@ -6,8 +6,8 @@ import keras
 import numpy as np
 import pytest
 
-from training.backbones import base_of, build_model
-from training.fold_batchnorm import FoldError, count_batchnorm, fold_batchnorm, verify_folded
+from training.models.backbones import base_of, build_model
+from training.models.fold_batchnorm import FoldError, count_batchnorm, fold_batchnorm, verify_folded
 
 
 def _randomise_batchnorm(model: keras.Model, seed: int = 0) -> None:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from aiface.layers import CovariancePooling, MeanStdPooling
-from training.backbones import build_model
+from training.models.backbones import build_model
 
 
 def test_covariance_pooling_is_the_normalised_upper_triangle_of_the_channel_covariance():

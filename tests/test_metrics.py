@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from training import metrics
+from training.evaluation import metrics
 
 # Four reals, four fakes, with a tie between a real and a fake at 0.6.
 LABELS = np.array([0, 0, 0, 0, 1, 1, 1, 1])

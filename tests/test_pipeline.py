@@ -97,8 +97,8 @@ def test_a_large_image_reports_boxes_in_its_full_pixels(bundle):
 
 
 def test_the_evaluation_scores_what_the_service_answers(bundle, tmp_path):
-    from training.layout import Example
-    from training.scoring import score_examples
+    from training.data.layout import Example
+    from training.evaluation.scoring import score_examples
 
     examples = []
     for index, (name, pixels) in enumerate(IMAGES.items()):

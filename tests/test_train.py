@@ -9,10 +9,10 @@ import pytest
 
 from aiface.bundle import load_bundle
 from helpers import face_like
-from training import backbones
-from training.augment import AugmentConfig, degrade, random_crop, reframe, zoom_out
-from training.data import SkipLog, make_training_dataset, sampling_weights
-from training.layout import Example, list_split
+from training.data.augment import AugmentConfig, degrade, random_crop, reframe, zoom_out
+from training.data.batches import SkipLog, make_training_dataset, sampling_weights
+from training.data.layout import Example, list_split
+from training.models import backbones
 from training.train import main
 
 # Every test here trains or builds a model.
@@ -301,7 +301,7 @@ def test_resume_at_a_lower_rate_continues_from_the_best_weights(tmp_path, tiny_d
 
 
 def test_a_run_can_start_from_a_trained_model(tmp_path, trained, tiny_dataset, capsys):
-    from training.calibration import fold_temperature
+    from training.models.calibration import fold_temperature
     from training.train import start_from_trained
 
     trained_bundle = load_bundle(trained / "model.keras")

@@ -8,7 +8,7 @@
         [--target-fpr 0.01] [--max-source-fpr 0.03] [--overwrite]
 
 The network and its heads stay exactly as trained. A logistic regression on the frozen features
-(``training.features``) learns the new head: ``train``'s images of each ``--fake-source`` and the
+(``training.models.features``) learns the new head: ``train``'s images of each ``--fake-source`` and the
 reconstructions of each ``--aligned`` folder's pairs (``training.aligned``) against every real source of
 ``train`` (the pairs' originals included), under each ``--view``. Each source weighs the same within its class,
 whatever its size: 190 modern portraits count as much as 3,500 UTKFace crops, so the head cannot buy its
@@ -45,7 +45,7 @@ from pathlib import Path
 import numpy as np
 
 from training import cli
-from training.features import VIEWS
+from training.models.features import VIEWS
 
 DEFAULT_C = (0.0001, 0.0003, 0.001, 0.003)
 
@@ -102,7 +102,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def margins_of(model) -> tuple[np.ndarray, np.ndarray]:
     """(W, b), (D, K) and (K,): the model's fake-minus-real logit (temperature folded in) is the largest of
     ``features @ W + b``; one column for a model with one final layer, one a head for a model with heads."""
-    from training.backbones import HEADS_LAYER, LOGITS_LAYER, has_heads
+    from training.models.backbones import HEADS_LAYER, LOGITS_LAYER, has_heads
 
     kernel, bias = (np.asarray(w, np.float64) for w in model.get_layer(LOGITS_LAYER).get_weights())
     slope, intercept = kernel[:, 1] - kernel[:, 0], bias[1] - bias[0]
@@ -133,7 +133,7 @@ def add_heads(model, heads: np.ndarray, offsets: np.ndarray, zero: float = 0.0):
     import keras
 
     from aiface.layers import LargestHead
-    from training.backbones import HEADS_LAYER, LOGITS_LAYER, PROBABILITIES_LAYER, has_heads
+    from training.models.backbones import HEADS_LAYER, LOGITS_LAYER, PROBABILITIES_LAYER, has_heads
 
     features = model.get_layer(HEADS_LAYER if has_heads(model) else LOGITS_LAYER).input
     dense = keras.layers.Dense(heads.shape[1], name=HEADS_LAYER)
@@ -155,7 +155,7 @@ def generator_head_only(bundle):
     """
     import keras
 
-    from training.backbones import HEADS_LAYER, LOGITS_LAYER, PROBABILITIES_LAYER
+    from training.models.backbones import HEADS_LAYER, LOGITS_LAYER, PROBABILITIES_LAYER
 
     made = _added_head_record(bundle.metadata.training)
     if made is None or "generator_zero_logit" not in made:
@@ -216,7 +216,7 @@ def learn(x: np.ndarray, y: np.ndarray, sources: Sequence[str], strengths: Seque
     from scipy.special import expit
     from sklearn.linear_model import LogisticRegression
 
-    from training.metrics import roc_auc
+    from training.evaluation.metrics import roc_auc
 
     weights = weights_by_source(sources, y)
     mean, scale = x.mean(axis=0, dtype=np.float64), x.std(axis=0, dtype=np.float64) + 1e-6
@@ -267,9 +267,9 @@ class Joined:
 def fit_head(args: argparse.Namespace, bundle, finder, margins: tuple[np.ndarray, np.ndarray] | None = None) -> Joined:
     """The new head fitted on ``bundle``'s features of ``args.data_dir`` and joined to the model's own
     (``margins``: to some of them only, as ``margins_of`` gives them; a benchmark drops a head so)."""
-    from training.calibration import logits_of
-    from training.features import extract
-    from training.layout import list_split
+    from training.data.layout import list_split
+    from training.models.calibration import logits_of
+    from training.models.features import extract
 
     train_examples, valid_examples = list_split(args.data_dir, "train"), list_split(args.data_dir, "valid")
     known = {e.source for e in train_examples if e.label == 1}
@@ -322,10 +322,10 @@ def fit_head(args: argparse.Namespace, bundle, finder, margins: tuple[np.ndarray
 def fit(args: argparse.Namespace) -> Path:
     cli.check_new_bundle(args.model, args.out, args.overwrite)
     from aiface.bundle import load_bundle, save_bundle
-    from training.backbones import has_heads
-    from training.calibration import calibrate
+    from training.data.layout import list_split
     from training.evaluate import finder_for
-    from training.layout import list_split
+    from training.models.backbones import has_heads
+    from training.models.calibration import calibrate
 
     bundle = load_bundle(args.model)
     if has_heads(bundle.model) and _added_head_record(bundle.metadata.training) is None:
@@ -368,7 +368,7 @@ def fit(args: argparse.Namespace) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     from aiface.bundle import ModelLoadError
-    from training.layout import LayoutError
+    from training.data.layout import LayoutError
 
     args = parse_args(argv)
     try:

@@ -2,13 +2,13 @@
 
     python -m training.aligned DATA_DIR --out ALIGNED_DIR [--decoder taef2 --decoder ae4_tconv ...]
 
-For each real image of the chosen splits and each decoder (``training.autoencoders``), writes a pair in
+For each real image of the chosen splits and each decoder (``training.autoencoders.families``), writes a pair in
 the 140k layout, ``ALIGNED_DIR/SPLIT/real/DECODER-SOURCE_ID.EXT`` and ``.../fake/DECODER-SOURCE_ID.EXT``:
 the photo and its reconstruction, the same size and, for a JPEG original, both re-saved with the
 original's quantisation tables and chroma subsampling, so that the two share their whole history
 (a decode, one more encode at the same quality) and differ only by the decoder (Rajan et al., ICLR 2025;
 "Dual Data Alignment", 2025, on why the JPEG history must match). Other formats are saved as PNG. Each
-pair's source is ``DECODER-SOURCE`` (``training.layout`` reads it off the name), so training can draw
+pair's source is ``DECODER-SOURCE`` (``training.data.layout`` reads it off the name), so training can draw
 the pairs as a share of every batch and report them per decoder.
 
 Reproducible (images in sorted order, ``--per-source`` picks the same ones every time, reconstruction is
@@ -29,7 +29,7 @@ import sys
 from pathlib import Path
 
 from training.cli import fail, positive_int
-from training.layout import SPLITS
+from training.data.layout import SPLITS
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 PAIRS = "pairs.jsonl"
@@ -157,8 +157,8 @@ def make_pairs(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from aiface.preprocess import ImageError, load_image
-    from training import autoencoders
-    from training.layout import list_split
+    from training.autoencoders import families
+    from training.data.layout import list_split
 
     args.out.mkdir(parents=True, exist_ok=True)
     done = done_pairs(args.out)
@@ -171,7 +171,7 @@ def make_pairs(args: argparse.Namespace) -> int:
     print(f"{len(jobs)} pairs to make ({len(done)} already in {args.out})", file=sys.stderr)
     models = {}
     for decoder in args.decoder:
-        _, _, chained = autoencoders.load_autoencoder(decoder, args.weights.get(decoder))
+        _, _, chained = families.load_autoencoder(decoder, args.weights.get(decoder))
         # Traced once per image size: eager Keras calls are several times slower on CPU.
         models[decoder] = tf.function(lambda batch, m=chained: m(batch, training=False), reduce_retracing=True)
     skipped = 0
@@ -189,7 +189,7 @@ def make_pairs(args: argparse.Namespace) -> int:
                         skipped += 1
                         bar.update(1)
                 for (split, example), original, rebuilt in zip(
-                    batch, pixels, autoencoders.reconstruct(models[decoder], pixels), strict=True
+                    batch, pixels, families.reconstruct(models[decoder], pixels), strict=True
                 ):
                     history = jpeg_history(example.path)
                     name = pair_name(decoder, example)
@@ -199,7 +199,7 @@ def make_pairs(args: argparse.Namespace) -> int:
                     log.write(json.dumps({
                         "split": split, "name": name, "file": file, "source": name.rsplit("_", 1)[0],
                         "decoder": decoder, "original": str(example.path),
-                        "psnr_db": round(autoencoders.psnr(original, rebuilt), 3),
+                        "psnr_db": round(families.psnr(original, rebuilt), 3),
                     }) + "\n")
                     log.flush()
                     bar.update(1)
@@ -210,8 +210,8 @@ def make_pairs(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from training.autoencoders import AutoencoderError, family
-    from training.layout import LayoutError
+    from training.autoencoders.families import AutoencoderError, family
+    from training.data.layout import LayoutError
 
     try:
         for name in args.decoder:

@@ -1,7 +1,7 @@
 """What the command-line tools share: arguments first, TensorFlow later, one way to fail.
 
 Every CLI (``training.train``, ``training.evaluate``, ``training.export_tfjs``,
-``training.export_savedmodel``, ``training.convert_efficientnet_lite``,
+``training.export_savedmodel``, ``training.converters.efficientnet_lite``,
 ``training.compare``, ``training.recalibrate``)
 parses its arguments before it imports TensorFlow or Keras, so ``--help`` and
 a mistyped option answer in well under a second instead of the 10-30 s
@@ -13,8 +13,8 @@ missing model, a folder that would be overwritten), is one ``error:`` line on
 stderr and exit code 2 (``fail``).
 
 The names the training parser offers are here, not in the modules that
-define them (``training.backbones``, ``training.data``,
-``training.distribute``), because those import TensorFlow;
+define them (``training.models.backbones``, ``training.data.batches``,
+``training.models.distribute``), because those import TensorFlow;
 ``tests/test_cli.py`` checks that the two agree.
 """
 
@@ -55,7 +55,7 @@ def probability(text: str) -> float:
 
 
 def add_calibration_arguments(parser: argparse.ArgumentParser) -> None:
-    """The threshold's limits, as ``training.calibration.calibrate`` takes them."""
+    """The threshold's limits, as ``training.models.calibration.calibrate`` takes them."""
     parser.add_argument(
         "--target-fpr", type=probability, default=0.01, help="share of all real faces in valid called fake"
     )
@@ -76,7 +76,7 @@ def add_calibration_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def calibration_options(args: argparse.Namespace) -> dict:
-    """``training.calibration.calibrate``'s keyword arguments from the options above."""
+    """``training.models.calibration.calibrate``'s keyword arguments from the options above."""
     from training.evaluate import finder_for
 
     return {"target_fpr": args.target_fpr, "max_source_fpr": args.max_source_fpr,

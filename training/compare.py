@@ -5,7 +5,7 @@
 Images are scored as the service scores them (``aiface.pipeline``, faces
 found), or whole with ``--whole-image``. Each model scores the split four times: as it is, laundered (both classes),
 only fakes laundered and only reals laundered (the shortcut audit; the
-standard laundering of ``training.launder``); then the real images alone
+standard laundering of ``training.data.launder``); then the real images alone
 blurred and downscaled-and-back (``REAL_PASSES``: how many smoothed real
 photos are called fake); and, with ``--aligned DIR``, the aligned pairs of
 ``training.aligned`` as they are and laundered, per decoder. ``DIR/compare.json`` holds every
@@ -90,10 +90,10 @@ def compare(args: argparse.Namespace) -> dict:
     if args.out.exists() and any(args.out.iterdir()) and not args.overwrite:
         raise FileExistsError(f"{args.out} is not empty; pass --overwrite to replace its comparison")
     from aiface.bundle import load_bundle
+    from training.data.launder import launder
+    from training.data.layout import list_split
     from training.evaluate import SWEEP, finder_for, scoring_description
-    from training.launder import launder
-    from training.layout import list_split
-    from training.scoring import score_examples
+    from training.evaluation.scoring import score_examples
 
     examples = list_split(args.data, args.split)
     reals = [e for e in examples if e.label == 0]

@@ -3,14 +3,14 @@
     python -m training.evaluate MODEL DATA_DIR --split test --out REPORT_DIR
 
 writes ``REPORT_DIR/report.json``, ``report.md``, ``roc.png`` and
-``reliability.png``: the metrics of ``training.metrics`` at the model's
+``reliability.png``: the metrics of ``training.evaluation.metrics`` at the model's
 stored threshold, over all images, for the 140k sample, per source, and
 under a robustness sweep (JPEG re-compression, downscaling and blur of both
 classes). Images are scored as the service scores them (``aiface.pipeline``): faces
 found, each face's region scored, the highest score the image's;
 ``--whole-image`` scores each whole image's centred square instead, and the
 report says which. ``--launder both|fake|real`` applies the standard laundering
-(``training.launder.launder``) to the chosen classes first: the shortcut
+(``training.data.launder.launder``) to the chosen classes first: the shortcut
 audit, where a model that keys on image quality rather than generation
 artefacts falls apart.
 """
@@ -30,14 +30,14 @@ import numpy as np
 from aiface.bundle import Bundle, ModelLoadError, load_bundle
 from aiface.faces import FaceFinder, default_finder
 from aiface.pipeline import FACES, WHOLE_IMAGE
-from training import launder as laundering
-from training import metrics
 from training.cli import fail
-from training.launder import LAUNDER_QUALITY, LAUNDER_SIZE, downscale, jpeg_recompress, launder
-from training.layout import SPLITS, LayoutError
-from training.report import SUBSET_140K, markdown, number, plot_reliability, plot_roc
+from training.data import launder as laundering
+from training.data.launder import LAUNDER_QUALITY, LAUNDER_SIZE, downscale, jpeg_recompress, launder
+from training.data.layout import SPLITS, LayoutError
+from training.evaluation import metrics
+from training.evaluation.render import SUBSET_140K, markdown, number, plot_reliability, plot_roc
+from training.evaluation.scoring import score_examples
 from training.reports import list_examples
-from training.scoring import score_examples
 
 LAUNDER_LABELS = {"none": (), "both": (0, 1), "fake": (1,), "real": (0,)}
 SWEEP = {

@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from aiface.bundle import Bundle, ModelLoadError, load_bundle
 from training.cli import fail
-from training.staging import staged_folder
+from training.data.staging import staged_folder
 
 if TYPE_CHECKING:
     import keras

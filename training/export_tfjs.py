@@ -4,7 +4,7 @@
 
 Keras 3 "layers" models do not load in TF.js 4.22, so the model goes
 Keras -> SavedModel -> TF.js graph model. BatchNorm is folded into the
-convolutions first (``training.fold_batchnorm``), which is what lets the
+convolutions first (``training.models.fold_batchnorm``), which is what lets the
 graph run in the WASM backend. ``metadata.json`` beside ``model.json``
 carries what the extension needs to feed and read the model.
 """
@@ -21,7 +21,7 @@ from tqdm import tqdm
 from aiface.bundle import Bundle, ModelLoadError, load_bundle
 from aiface.quiet import quiet_tensorflow
 from training.cli import fail
-from training.staging import staged_folder
+from training.data.staging import staged_folder
 
 QUANTIZATIONS = {
     "none": None,
@@ -117,7 +117,7 @@ def export_tfjs(model_path: str | Path, out_dir: str | Path, quantize: str = DEF
     out_dir = Path(out_dir)
     check_out_dir(out_dir, overwrite)
     bundle = load_bundle(model_path)
-    from training.fold_batchnorm import FoldError, fold_batchnorm, verify_folded  # Keras, loaded by now
+    from training.models.fold_batchnorm import FoldError, fold_batchnorm, verify_folded  # Keras, loaded by now
 
     with tqdm(total=4, desc="export", unit="step", file=sys.stderr, disable=not progress) as bar:
         bar.set_postfix_str("fold BatchNorm")

@@ -5,7 +5,7 @@
 
 Fits the remaining temperature correction on DATA_DIR's split (the 140k
 layout; a sources.csv names the sources for the per-source limit), folds it
-into the network and picks the threshold again (``training.calibration``),
+into the network and picks the threshold again (``training.models.calibration``),
 then writes NEW.keras + NEW.json. The model given is never changed: a
 different --out is required, or --overwrite to replace an existing one.
 Useful when the photos a service sees differ from the training data's, or
@@ -38,8 +38,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def recalibrate(args: argparse.Namespace) -> Path:
     check_new_bundle(args.model, args.out, args.overwrite)
     from aiface.bundle import load_bundle, save_bundle
-    from training.calibration import calibrate
-    from training.layout import list_split
+    from training.data.layout import list_split
+    from training.models.calibration import calibrate
 
     bundle = load_bundle(args.model)
     result = calibrate(bundle, list_split(args.data_dir, args.split), **calibration_options(args))
@@ -56,7 +56,7 @@ def recalibrate(args: argparse.Namespace) -> Path:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from aiface.bundle import ModelLoadError
-    from training.layout import LayoutError
+    from training.data.layout import LayoutError
 
     try:
         recalibrate(args)

@@ -29,7 +29,7 @@ from pathlib import Path, PurePosixPath
 
 from aiface.bundle import CLASS_NAMES
 from training.cli import fail, probability
-from training.layout import Example, LayoutError, list_split
+from training.data.layout import Example, LayoutError, list_split
 
 REPORTS_FILE = "reports.jsonl"
 

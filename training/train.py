@@ -6,8 +6,8 @@
 At native resolution: the model scores an image at ``--image-size`` (256 px,
 the data's own size, so a face image is never resampled), and trains on
 random ``--crop-size`` windows of it. Batches are drawn by source, the fair
-pairs filling ``--fair-share`` of each (``training.data``), and a draw is
-degraded with probability ``--degrade-prob`` (``training.augment``).
+pairs filling ``--fair-share`` of each (``training.data.batches``), and a draw is
+degraded with probability ``--degrade-prob`` (``training.data.augment``).
 
 With pretrained weights, two phases after keras-io's transfer-learning
 guide: ``--head-epochs`` with the base frozen, then the top ``--unfreeze``
@@ -37,7 +37,7 @@ from pathlib import Path
 
 from aiface.bundle import ModelLoadError, metadata_path, read_metadata
 from training import cli
-from training.augment import AugmentConfig
+from training.data.augment import AugmentConfig
 
 CHECKPOINT = "checkpoint.keras"
 STATE = "state.json"
@@ -232,13 +232,13 @@ warnings.filterwarnings("ignore", message="Your input ran out of data")
 warnings.filterwarnings("ignore", message="`shuffle=True` was passed")
 
 from aiface.bundle import CLASS_NAMES, Bundle, Metadata, load_bundle, save_bundle  # noqa: E402
-from training import backbones  # noqa: E402
-from training.calibration import calibrate, fold_temperature  # noqa: E402
-from training.data import SkipLog, make_dataset, make_training_dataset, sampling_weights  # noqa: E402
-from training.distribute import make_strategy  # noqa: E402
-from training.launder import launder  # noqa: E402
-from training.layout import Example, LayoutError, find_root, list_split, sources_table  # noqa: E402
-from training.metrics import selection_auc  # noqa: E402
+from training.data.batches import SkipLog, make_dataset, make_training_dataset, sampling_weights  # noqa: E402
+from training.data.launder import launder  # noqa: E402
+from training.data.layout import Example, LayoutError, find_root, list_split, sources_table  # noqa: E402
+from training.evaluation.metrics import selection_auc  # noqa: E402
+from training.models import backbones  # noqa: E402
+from training.models.calibration import calibrate, fold_temperature  # noqa: E402
+from training.models.distribute import make_strategy  # noqa: E402
 
 
 def resolve_weights(backbone: str, weights: str) -> str | None:
@@ -320,7 +320,7 @@ class FairSelection(keras.callbacks.Callback):
         self.average = average
 
     def view_scores(self) -> list[float]:
-        """Each view's ``training.metrics.selection_auc``."""
+        """Each view's ``training.evaluation.metrics.selection_auc``."""
         return [
             selection_auc(labels, self.model.predict(images, batch_size=32, verbose=0)[:, 1], sources,
                           self.aligned_sources)

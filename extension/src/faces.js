@@ -3,7 +3,7 @@
 // extension/faces/model.json) and the same steps, written out in the
 // docstring of aiface/faces.py, on the same TF.js and WebAssembly backend as
 // the classifier. Every constant comes from faces/faces.json, which
-// aiface.faces.face_config() writes (python -m training.convert_face_detector).
+// aiface.faces.face_config() writes (python -m training.converters.face_detector).
 import * as tf from '@tensorflow/tfjs-core';
 import { loadGraphModel } from '@tensorflow/tfjs-converter';
 import CONFIG from '../faces/faces.json' with { type: 'json' };

@@ -31,7 +31,7 @@ import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter
 
 from aiface.preprocess import center_square, resize
-from training.launder import jpeg_recompress, launder
+from training.data.launder import jpeg_recompress, launder
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 Images go through ``aiface.pipeline`` as the service scores them: decoded,
 faces found with ``finder`` (each face's region scored, the highest score
 the image's), or, with no finder, the whole image's centred square; an
-optional pixel transform (laundering, ``training.launder``) is applied to
+optional pixel transform (laundering, ``training.data.launder``) is applied to
 the decoded image first, as a user's copy would have been. Decoding runs in
 a thread pool one batch ahead of the model (Pillow and numpy release the GIL
 for most of the work). Files that cannot be read are skipped, counted and
@@ -26,8 +26,8 @@ from aiface.bundle import Bundle
 from aiface.faces import FaceFinder
 from aiface.pipeline import FACES, best_region, conclude, prepare_many, score
 from aiface.preprocess import LoadedImage, load_image
-from training import metrics
-from training.layout import Example
+from training.data.layout import Example
+from training.evaluation import metrics
 
 Transform = Callable[[np.ndarray], np.ndarray]
 # Smallest positive float32: softmax outputs that underflowed to 0 still give a finite logit
@@ -59,7 +59,7 @@ class Scores:
         return np.array([example.source for example in self.examples], dtype=object)
 
     def summary(self, threshold: float, mask: np.ndarray | None = None) -> dict | None:
-        """``training.metrics.summary`` of the images in ``mask`` (all by default); None when there are none."""
+        """``metrics.summary`` of the images in ``mask`` (all by default); None when there are none."""
         if mask is None:
             mask = np.ones(len(self.examples), bool)
         if not mask.any():

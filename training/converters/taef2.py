@@ -1,9 +1,9 @@
 """Convert TAEF2's PyTorch weights to ``training/weights/taef2.weights.npz``, and prove them right.
 
-    python -m training.convert_taef2 [--from ../shared/weights/taef2] [--check-images DIR]
+    python -m training.converters.taef2 [--from ../shared/weights/taef2] [--check-images DIR]
 
-Reads ``taef2_encoder.pth`` and ``taef2_decoder.pth`` without PyTorch (``training.torch_state``),
-checks their SHA-256 against the published ones, maps every tensor onto ``training.autoencoders``'
+Reads ``taef2_encoder.pth`` and ``taef2_decoder.pth`` without PyTorch (``training.converters.torch_state``),
+checks their SHA-256 against the published ones, maps every tensor onto ``training.autoencoders.families``'
 Keras layers (OIHW kernels to HWIO), writes the ``.npz`` and its ``.sha256`` beside it, and reports the
 reconstruction PSNR on up to 16 images of ``--check-images`` (any folder of photos); it exits non-zero
 when the mean is under 30 dB, which only a mismatched layout gives. MIT-licensed, as
@@ -23,12 +23,12 @@ SOURCE_SHA256 = {
     "taef2_encoder.pth": "10a4e1021e89d7551eaf161352da8dbd0b1aa83872ae28b150c1df1ce2f147b6",
     "taef2_decoder.pth": "0a44a31e1ae59eb9dbf9359d24942fd3ef5928162c1800d97a28c61d51be0ab5",
 }
-DEFAULT_SOURCE = Path(__file__).resolve().parent.parent.parent / "shared" / "weights" / "taef2"
+DEFAULT_SOURCE = Path(__file__).resolve().parent.parent.parent.parent / "shared" / "weights" / "taef2"
 MIN_PSNR = 30.0
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m training.convert_taef2", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m training.converters.taef2", description=__doc__.split("\n\n")[0])
     parser.add_argument("--from", dest="source", type=Path, default=DEFAULT_SOURCE,
                         help="folder with taef2_encoder.pth and taef2_decoder.pth")
     parser.add_argument("--check-images", type=Path, help="a folder of photos to measure the PSNR on")
@@ -37,7 +37,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def keras_arrays(state: dict, prefix: str) -> dict:
-    """A TAEF2 state dict's tensors as ``training.autoencoders`` names them: ``{prefix}{KEY}/{INDEX}``."""
+    """A TAEF2 state dict's tensors as ``training.autoencoders.families`` names them: ``{prefix}{KEY}/{INDEX}``."""
     arrays = {}
     for key, tensor in state.items():
         path, kind = key.rsplit(".", 1)
@@ -67,31 +67,31 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
 
     from aiface.preprocess import ImageError, load_image
-    from training import autoencoders
-    from training.torch_state import load_state_dict
+    from training.autoencoders import families
+    from training.converters.torch_state import load_state_dict
 
     arrays = {
         **keras_arrays(load_state_dict(args.source / "taef2_encoder.pth"), "e"),
         **keras_arrays(load_state_dict(args.source / "taef2_decoder.pth"), "d"),
     }
-    spec = autoencoders.family("taef2")
-    encoder, decoder, chained = autoencoders.build_autoencoder(spec)
-    autoencoders.set_weight_arrays([encoder, decoder], arrays, "the TAEF2 state dicts")
-    out = args.out or autoencoders.weights_path("taef2")
-    autoencoders.save_weights([encoder, decoder], out)
+    spec = families.family("taef2")
+    encoder, decoder, chained = families.build_autoencoder(spec)
+    families.set_weight_arrays([encoder, decoder], arrays, "the TAEF2 state dicts")
+    out = args.out or families.weights_path("taef2")
+    families.save_weights([encoder, decoder], out)
     digest = hashlib.sha256(out.read_bytes()).hexdigest()
     out.with_name(out.name + ".sha256").write_text(f"{digest}  {out.name}\n")
     print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB, SHA-256 {digest})")
 
     if args.check_images:
-        _, _, chained = autoencoders.load_autoencoder("taef2", out)
+        _, _, chained = families.load_autoencoder("taef2", out)
         scores = []
         for path in sorted(args.check_images.iterdir())[:16]:
             try:
                 pixels = load_image(path).pixels
             except (ImageError, OSError):
                 continue
-            scores.append(autoencoders.psnr(pixels, autoencoders.reconstruct(chained, [pixels])[0]))
+            scores.append(families.psnr(pixels, families.reconstruct(chained, [pixels])[0]))
         if not scores:
             return fail(f"no readable image in {args.check_images}")
         mean = float(np.mean(scores))

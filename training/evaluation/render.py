@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from training import metrics
+from training.evaluation import metrics
 
 SUBSET_140K = "zoya_140k_subset"
 

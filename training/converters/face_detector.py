@@ -1,6 +1,6 @@
 """Convert face-api's tiny face detector once, for both runtimes.
 
-    python -m training.convert_face_detector [--face-api extension/node_modules/@vladmandic/face-api]
+    python -m training.converters.face_detector [--face-api extension/node_modules/@vladmandic/face-api]
 
 The source is the npm package ``@vladmandic/face-api`` 1.7.15 (MIT), which
 ships the weights as ``model/tiny_face_detector_model.bin`` (uint8, one
@@ -36,10 +36,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np  # noqa: E402
 
 from aiface import faces  # noqa: E402
+from training.data.staging import staged_folder  # noqa: E402
 from training.export_tfjs import _converter, check_wasm_compatible  # noqa: E402
-from training.staging import staged_folder  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
 FACE_API = ROOT / "extension" / "node_modules" / "@vladmandic" / "face-api"
 MANIFEST = "model/tiny_face_detector_model-weights_manifest.json"
 EXTENSION_FACES = ROOT / "extension" / "faces"
@@ -138,7 +138,7 @@ def export_graph_model(model, out_dir: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.convert_face_detector", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m training.converters.face_detector", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--face-api", type=Path, default=FACE_API, help="the installed @vladmandic/face-api package")
     parser.add_argument("--weights-out", type=Path, default=WEIGHTS_OUT)

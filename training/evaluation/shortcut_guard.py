@@ -1,6 +1,6 @@
 """How far a trivial sharpness feature alone tells an aligned folder's reconstructions from their originals.
 
-    python -m training.shortcut_guard ALIGNED_DIR [--split test] [--out guard.json]
+    python -m training.evaluation.shortcut_guard ALIGNED_DIR [--split test] [--out guard.json]
 
 A reconstruction that is only smoother than its original teaches a detector "smooth = fake", which calls
 every blurred or re-compressed real photo fake: worse than no detector for this product. For each decoder
@@ -21,11 +21,12 @@ from pathlib import Path
 import numpy as np
 
 from training.cli import fail
-from training.layout import SPLITS, LayoutError, list_split
+from training.data.layout import SPLITS, LayoutError, list_split
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m training.shortcut_guard", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m training.evaluation.shortcut_guard",
+                                     description=__doc__.split("\n\n")[0])
     parser.add_argument("aligned_dir", type=Path, help="a folder made by training.aligned")
     parser.add_argument("--split", default="test", choices=SPLITS)
     parser.add_argument("--out", type=Path, help="also write the figures to this JSON file (not overwritten)")
@@ -61,7 +62,7 @@ def guard(aligned_dir: Path, split: str) -> dict:
 
     from aiface.preprocess import load_image
     from training.compare import decoder_of
-    from training.metrics import roc_auc
+    from training.evaluation.metrics import roc_auc
 
     examples = list_split(aligned_dir, split)
     psnrs: dict[str, list[float]] = {}

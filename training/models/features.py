@@ -5,7 +5,7 @@ vector (or the average-pooled head's dense output). ``training.add_head`` fits a
 them, which takes minutes where fine-tuning the network takes hours on two cores.
 
 A view is what is done to the decoded pixels before the shared preprocessing (``aiface.preprocess``):
-``clean`` (nothing), ``laundered`` (``training.launder``) or ``degraded`` (``training.augment.degrade``
+``clean`` (nothing), ``laundered`` (``training.data.launder``) or ``degraded`` (``training.data.augment.degrade``
 always applied: resampling, blur up to ``MAX_BLUR`` px, colour jitter, JPEG, sometimes the laundering).
 The degraded view's random draw is seeded by the file's *name*, so an aligned pair (a photo and its
 reconstruction share their name, ``training.aligned``) gets the same draw for both images: a blur that
@@ -37,9 +37,9 @@ from aiface.bundle import Bundle
 from aiface.faces import FaceFinder
 from aiface.pipeline import prepare_many
 from aiface.preprocess import ImageError, LoadedImage, load_image, to_model_input
-from training.augment import AugmentConfig, degrade
-from training.launder import launder
-from training.layout import Example
+from training.data.augment import AugmentConfig, degrade
+from training.data.launder import launder
+from training.data.layout import Example
 
 MAX_BLUR = 2.0
 # Every degraded draw is degraded (the training default degrades 30 %): the clean view is its own view.
@@ -64,7 +64,7 @@ def feature_model(model):
     import keras
     import tensorflow as tf
 
-    from training.backbones import HEADS_LAYER, LOGITS_LAYER, has_heads
+    from training.models.backbones import HEADS_LAYER, LOGITS_LAYER, has_heads
 
     inner = keras.Model(model.inputs, model.get_layer(HEADS_LAYER if has_heads(model) else LOGITS_LAYER).input)
     size = model.input_shape[1]

@@ -25,9 +25,9 @@ import numpy as np
 import tensorflow as tf
 
 from aiface.preprocess import ImageError, load_image, to_model_input
-from training.augment import AugmentConfig, degrade, random_crop, reframe, zoom_out
 from training.cli import FAIR_SOURCES
-from training.layout import Example
+from training.data.augment import AugmentConfig, degrade, random_crop, reframe, zoom_out
+from training.data.layout import Example
 
 
 class SkipLog:
@@ -156,7 +156,7 @@ def surround_pool(
     count: int = 256, seed: int = 0,
 ) -> list[np.ndarray]:
     """``count`` training images drawn like the batches (a group by its chance, then one of its images), at
-    ``image_size``, to surround zoomed-out draws with (``training.augment.zoom_out``): 48 MiB at 256 px."""
+    ``image_size``, to surround zoomed-out draws with (``training.data.augment.zoom_out``): 48 MiB at 256 px."""
     rng = np.random.default_rng(seed)
     chances = np.asarray(chances, np.float64)
     pool = []
