@@ -282,7 +282,8 @@ class Summary {
   constructor(scan) {
     this.host = document.createElement('div');
     this.host.style.cssText = 'all: initial; position: fixed; right: 0; bottom: 0; width: 0; height: 0; '
-      + 'z-index: 2147483647; pointer-events: none;';
+      // One below the verdicts' cards (page.js): a card the user opened lies over the summary, not under it.
+      + 'z-index: 2147483646; pointer-events: none;';
     this.root = this.host.attachShadow({ mode: 'closed' });
     const style = element('style', '');
     style.textContent = STYLE;

@@ -451,6 +451,11 @@ class VerdictUi {
   }
 
   toggleCard(open = this.card.hidden) {
+    if (open && this.host.nextSibling) {
+      // Every verdict's host has the highest z-index: the one placed last is on top. A card the user opens
+      // must not lie under the badges of the images below it (a tall card reaches over them).
+      document.documentElement.append(this.host);
+    }
     this.card.hidden = !open;
     this.badge.setAttribute('aria-expanded', String(open));
     this.layout();

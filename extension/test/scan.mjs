@@ -94,12 +94,13 @@ try {
     await page.evaluate((src) => [...document.images].find((img) => img.currentSrc === src)
       .scrollIntoView({ block: 'center' }), srcUrl);
     await page.evaluate(() => new Promise((resolve) => requestAnimationFrame(() => requestAnimationFrame(resolve))));
-    // A real click on one of the report's controls, scrolled into the window first (a card can be tall).
+    // A real click on one of the report's controls, scrolled to the middle of the window first: a card can be
+    // tall, and the page scan's summary sits at the window's bottom edge, over whatever lies there.
     const press = async (name) => {
       const at = (await until(read, (v) => v.report?.[name], `the card's ${name}`)).report[name];
-      const below = at.top + at.height - (options.viewport?.height ?? 720) + 8;
-      if (below > 0 || at.top < 0) {
-        await page.evaluate((by) => scrollBy(0, by), below > 0 ? below : at.top - 8);
+      const off = at.top + at.height / 2 - (options.viewport?.height ?? 720) / 2;
+      if (Math.abs(off) > (options.viewport?.height ?? 720) / 4) {
+        await page.evaluate((by) => scrollBy(0, by), off);
       }
       await clickAt(page, (await read()).report[name]);
     };
