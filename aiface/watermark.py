@@ -195,11 +195,14 @@ def read_watermark(data: bytes, hold: Callable[[int], AbstractContextManager] = 
     read: the service decodes a file a second time here and counts it in the same pixel budget as the first.
     """
     try:
-        with OpenedImage(data, MAX_PIXELS) as opened, hold(opened.decoded_pixels):
-            loaded = opened.load()
-            if loaded.full_size is not None:
-                return None  # decoded at reduced size: a mark would not survive it
-            return find_mark(loaded.pixels)
+        with OpenedImage(data, MAX_PIXELS) as opened:
+            if opened.decoded_pixels < MIN_PIXELS:
+                return None  # too small to hold a mark: known from the header, so not decoded a second time
+            with hold(opened.decoded_pixels):
+                loaded = opened.load()
+                if loaded.full_size is not None:
+                    return None  # decoded at reduced size: a mark would not survive it
+                return find_mark(loaded.pixels)
     except ImageError:
         return None  # what is wrong with the image is the decoder's to report
 

@@ -151,11 +151,12 @@ def test_batch_images_are_decoded_one_at_a_time(app, monkeypatch):
         return original(self)
 
     monkeypatch.setattr(OpenedImage, "load", watching)
-    files = [(io.BytesIO(encode(face_like(seed, size=64))), f"{seed}.png") for seed in range(3)]
+    # Large enough for the watermark reader to decode them too.
+    files = [(io.BytesIO(encode(face_like(seed, size=256))), f"{seed}.png") for seed in range(3)]
     response = app.test_client().post("/v1/detect/batch", data={"image": files})
     assert response.status_code == 200
     # Each decode, the detection's and the watermark reader's, held only its own pixels.
-    assert seen == [64 * 64] * 6
+    assert seen == [256 * 256] * 6
 
 
 # --- 3. every bad image a 4xx ---------------------------------------------------------------------------------

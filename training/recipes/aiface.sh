@@ -2,10 +2,10 @@
 # The shipped model, aiface 4.0.0, from data to bundle to the extension's TF.js model: every stage's command,
 # with the flags it ran with. MODEL_CARD.md links here; docs/model-history.md says what each stage bought.
 #
-#   bash training/recipes/aiface.sh DATA OUT            the recipe (about 6 hours on 2 CPU cores, most of it
-#                                                       stages 1-4; TAEF2's weights from ../shared/weights)
+#   bash training/recipes/aiface.sh DATA OUT            the recipe (3 to 4 hours on 2 CPU cores, most of it
+#                                                       stages 1-4; TAEF2 as converted in training/weights)
 #   bash training/recipes/aiface.sh DATA OUT --smoke    every stage with the tiny backbone, a few steps and our own
-#                                                       untrained decoder instead of TAEF2: minutes (CI runs it)
+#                                                       small decoder (ae4_tconv) instead of TAEF2: minutes (CI runs it)
 #
 # DATA is a folder in the 140k layout with the sources of ../shared/data (names from its sources.csv or the
 # file names); OUT receives a folder per stage, OUT/model/aiface.keras (the bundle the service loads) and
