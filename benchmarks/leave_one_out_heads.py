@@ -27,7 +27,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from training.add_head import fit_head, margins_of, parse_args  # noqa: E402
+from training.add_head import added_head_record, fit_head, margins_of, parse_args  # noqa: E402
 
 
 def options(argv: list[str]) -> tuple[argparse.Namespace, argparse.Namespace]:
@@ -69,8 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     finder = finder_for(args.whole_image)
     margins = margins_of(bundle.model)
     if mine.without_head:
-        names = bundle.metadata.training.get("add_head", bundle.metadata.training.get("decoder_head", {})).get(
-            "heads", ["generator"])
+        names = (added_head_record(bundle.metadata.training) or {}).get("heads", ["generator"])
         if mine.without_head not in names or len(names) < 2:
             raise SystemExit(f"error: MODEL's heads are {', '.join(names)}; cannot drop {mine.without_head}")
         keep = [index for index, name in enumerate(names) if name != mine.without_head]

@@ -157,7 +157,7 @@ def generator_head_only(bundle):
 
     from training.models.backbones import HEADS_LAYER, LOGITS_LAYER, PROBABILITIES_LAYER
 
-    made = _added_head_record(bundle.metadata.training)
+    made = added_head_record(bundle.metadata.training)
     if made is None or "generator_zero_logit" not in made:
         raise ValueError("the bundle's metadata does not record how its heads were shifted (training.add_head)")
     heads = bundle.model.get_layer(HEADS_LAYER)
@@ -170,7 +170,8 @@ def generator_head_only(bundle):
     return model, float(temperature)
 
 
-def _added_head_record(training: dict) -> dict | None:
+def added_head_record(training: dict) -> dict | None:
+    """What ``training.add_head`` recorded of a bundle's heads (its ``metadata.training``), or None."""
     # aiface 3.0.0 recorded its head under "decoder_head" (training.decoder_head, this tool's first form).
     return training.get("add_head", training.get("decoder_head"))
 
@@ -328,14 +329,14 @@ def fit(args: argparse.Namespace) -> Path:
     from training.models.calibration import calibrate
 
     bundle = load_bundle(args.model)
-    if has_heads(bundle.model) and _added_head_record(bundle.metadata.training) is None:
+    if has_heads(bundle.model) and added_head_record(bundle.metadata.training) is None:
         raise ValueError(f"{args.model} has heads but its metadata does not say how they were made")
     joined = fit_head(args, bundle, finder_for(args.whole_image))
     head = joined.head
     bundle.model = add_heads(bundle.model, joined.heads, joined.offsets, zero=joined.zero)
 
     metadata = bundle.metadata
-    before = _added_head_record(metadata.training) or {}
+    before = added_head_record(metadata.training) or {}
     head_names = before.get("heads", ["generator"])
     # The first column is the generator head in the units of this model's logit: undoing this temperature
     # and those it was made with gives the trained network's own logit again (generator_head_only).
@@ -367,15 +368,7 @@ def fit(args: argparse.Namespace) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from aiface.bundle import ModelLoadError
-    from training.data.layout import LayoutError
-
-    args = parse_args(argv)
-    try:
-        fit(args)
-    except (FileExistsError, ModelLoadError, LayoutError, ValueError) as error:
-        return cli.fail(error)
-    return 0
+    return cli.run_bundle_command(fit, parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -91,6 +91,19 @@ def check_new_bundle(model: Path, out: Path, overwrite: bool) -> None:
         raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
 
 
+def run_bundle_command(work, args: argparse.Namespace) -> int:
+    """``work(args)`` for a command that writes a new bundle from a trained one (``training.add_head``,
+    ``training.recalibrate``): the errors a user can mend end as one ``error:`` line and exit status 2."""
+    from aiface.bundle import ModelLoadError
+    from training.data.layout import LayoutError
+
+    try:
+        work(args)
+    except (FileExistsError, ModelLoadError, LayoutError, ValueError) as error:
+        return fail(error)
+    return 0
+
+
 def fail(error: BaseException | str) -> int:
     """Print ``error: ...`` on stderr and return the usage-error exit code."""
     print(f"error: {error}", file=sys.stderr)

@@ -18,7 +18,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from training.cli import add_calibration_arguments, calibration_options, check_new_bundle, fail
+from training.cli import add_calibration_arguments, calibration_options, check_new_bundle, run_bundle_command
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -54,15 +54,7 @@ def recalibrate(args: argparse.Namespace) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    from aiface.bundle import ModelLoadError
-    from training.data.layout import LayoutError
-
-    try:
-        recalibrate(args)
-    except (FileExistsError, ModelLoadError, LayoutError, ValueError) as error:
-        return fail(error)
-    return 0
+    return run_bundle_command(recalibrate, parse_args(argv))
 
 
 if __name__ == "__main__":
